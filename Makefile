@@ -1,0 +1,39 @@
+# Two commands for a newcomer: `make run` and `make test`. Everything else is for the inner loop.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+HOST   ?= 127.0.0.1
+PORT   ?= 8000
+
+.PHONY: install run test test-fast lint format bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev,train]'
+	touch $@
+
+## run: install, build the starter model, build the demo index, serve on http://$(HOST):$(PORT)
+run: install
+	$(BIN)/clipsearch model starter
+
+## test: everything CI runs: lint, then the whole suite including slow tests
+test: install lint
+	$(BIN)/pytest -q -ra
+
+## test-fast: the quick inner loop (no slow tests)
+test-fast: install
+	$(BIN)/pytest -q -m "not slow" -x
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

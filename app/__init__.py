@@ -1,0 +1,1 @@
+"""clipsearch.app: the HTTP service, the `clipsearch` CLI and the web page."""

@@ -1,0 +1,148 @@
+"""`clipsearch model …`, `classify` and `embed`: the encoder layer from the command line."""
+
+from __future__ import annotations
+
+import argparse
+
+from ._output import bar, emit_json, fail, info, out
+
+MODEL_HELP = "model spec: starter (default), hf:<hub id or dir>, or a checkpoint dir"
+
+
+def add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="starter", metavar="SPEC", help=MODEL_HELP)
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 … (default: CUDA if present)")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    fmt = argparse.RawDescriptionHelpFormatter
+    m = sub.add_parser(
+        "model",
+        help="build or inspect models",
+        formatter_class=fmt,
+        epilog="examples:\n  clipsearch model starter\n"
+        "  clipsearch model starter --out models/starter\n"
+        "  clipsearch model info --model hf:openai/clip-vit-base-patch32",
+    )
+    msub = m.add_subparsers(dest="model_command", metavar="ACTION", required=True)
+    s = msub.add_parser("starter", help="build the offline starter model checkpoint")
+    s.add_argument("--out", default=None, help="directory to write (default: the model cache)")
+    s.set_defaults(func=cmd_model_starter)
+    i = msub.add_parser("info", help="load a model and show its dim, temperature, fingerprint")
+    add_model_args(i)
+    i.add_argument("--json", action="store_true", help="machine-readable output")
+    i.set_defaults(func=cmd_model_info)
+
+    c = sub.add_parser(
+        "classify",
+        help="zero-shot classify an image against labels",
+        formatter_class=fmt,
+        epilog='examples:\n  clipsearch classify cat.jpg --labels "a cat,a dog,a cup of coffee"\n'
+        '  clipsearch classify photo.png --labels "day,night" --template "a photo taken at {}."'
+        " --json",
+    )
+    c.add_argument("image", help="image file (JPEG, PNG, WebP, GIF, BMP, TIFF)")
+    c.add_argument("--labels", required=True, help='comma-separated labels, e.g. "a cat,a dog"')
+    c.add_argument(
+        "--template",
+        action="append",
+        dest="templates",
+        metavar="TEMPLATE",
+        help="prompt template with {} for the label (repeatable; default: an ensemble)",
+    )
+    c.add_argument("--json", action="store_true", help='print {"labels": [...], "model": ...}')
+    add_model_args(c)
+    c.set_defaults(func=cmd_classify)
+
+    e = sub.add_parser(
+        "embed",
+        help="print embeddings of texts and/or images as JSON",
+        formatter_class=fmt,
+        epilog='examples:\n  clipsearch embed --text "a red car" --text "a bicycle"\n'
+        "  clipsearch embed --image cat.jpg --model hf:openai/clip-vit-base-patch32",
+    )
+    e.add_argument("--text", action="append", default=[], help="a text to embed (repeatable)")
+    e.add_argument("--image", action="append", default=[], help="an image file (repeatable)")
+    add_model_args(e)
+    e.set_defaults(func=cmd_embed)
+
+
+def _load(args: argparse.Namespace):
+    from model import load_encoder
+
+    try:
+        return load_encoder(args.model, device=args.device)
+    except ValueError as e:  # e.g. an unavailable device
+        fail(str(e))
+
+
+def cmd_model_starter(args: argparse.Namespace) -> int:
+    from model.starter import build_starter, ensure_starter
+
+    path = build_starter(args.out, progress=info) if args.out else ensure_starter()
+    out(str(path))
+    return 0
+
+
+def cmd_model_info(args: argparse.Namespace) -> int:
+    enc = _load(args)
+    data = {
+        "model": enc.spec,
+        "dim": enc.dim,
+        "logit_scale": round(enc.logit_scale, 4),
+        "fingerprint": enc.fingerprint,
+        "device": str(enc.device),
+        "image_size": enc.preprocess_config.size,
+        "text_max_length": enc.text.max_length,
+    }
+    if args.json:
+        emit_json(data)
+    else:
+        for k, v in data.items():
+            out(f"{k:16} {v}")
+    return 0
+
+
+def cmd_classify(args: argparse.Namespace) -> int:
+    from model import load_image
+    from model.zeroshot import classify, parse_labels, validate_templates
+
+    try:
+        labels = parse_labels(args.labels)
+        templates = validate_templates(args.templates)
+    except ValueError as e:
+        fail(str(e))
+    image = load_image(args.image)  # before the model loads: a bad file fails fast
+    enc = _load(args)
+    ranked = classify(enc, enc.encode_images([image]), labels, templates)[0]
+    if args.json:
+        emit_json(
+            {"labels": [{"label": lb, "score": round(p, 6)} for lb, p in ranked], "model": enc.spec}
+        )
+        return 0
+    width = max(len(lb) for lb, _ in ranked)
+    for lb, p in ranked:
+        out(f"{lb:<{width}}  {bar(p)}  {p:6.1%}")
+    return 0
+
+
+def cmd_embed(args: argparse.Namespace) -> int:
+    from model import load_image
+
+    if not args.text and not args.image:
+        fail("give at least one --text or --image")
+    images = [load_image(p) for p in args.image]
+    enc = _load(args)
+    result = {"model": enc.spec, "dim": enc.dim, "texts": [], "images": []}
+    if args.text:
+        vecs = enc.encode_texts(args.text)
+        result["texts"] = [
+            {"text": t, "vector": v.tolist()} for t, v in zip(args.text, vecs, strict=True)
+        ]
+    if images:
+        vecs = enc.encode_images(images)
+        result["images"] = [
+            {"image": p, "vector": v.tolist()} for p, v in zip(args.image, vecs, strict=True)
+        ]
+    emit_json(result)
+    return 0

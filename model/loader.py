@@ -1,0 +1,93 @@
+"""load_encoder(spec): one entry point for every model family."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+
+from .checkpoint import is_checkpoint_dir, load_checkpoint
+from .encoder import Encoder, TextSettings
+from .errors import ModelSpecError
+
+log = logging.getLogger(__name__)
+
+SPEC_FORMS = (
+    "'starter' (the offline default), 'hf:<hub id or local dir>' "
+    "(e.g. hf:openai/clip-vit-base-patch32), or the path of a clipsearch checkpoint directory"
+)
+
+
+def load_encoder(
+    spec: str = "starter",
+    device: str | torch.device | None = None,
+    *,
+    image_batch_size: int = 32,
+    text_batch_size: int = 128,
+) -> Encoder:
+    """Load a model by spec onto `device` (default: CUDA if available, else CPU)."""
+    from .device import resolve_device
+
+    dev = resolve_device(device)
+    kind, ref = parse_spec(spec)
+    if kind == "hf":
+        from .hf_clip import load_hf
+
+        module, tokenizer, pre, text = load_hf(ref)
+        meta = {
+            "family": "hf",
+            "arch": type(module.model).__name__,
+            "preprocess": pre.__dict__,
+            "text": text,
+        }
+    else:
+        if kind == "starter":
+            from .starter import ensure_starter
+
+            path = ensure_starter()
+        else:
+            path = Path(ref)
+        module, tokenizer = load_checkpoint(path)
+        cfg = module.config
+        pre = cfg.preprocess
+        text = {
+            "max_length": cfg.text.max_length,
+            "pad_to_max_length": cfg.text.pad_to_max_length,
+            "use_attention_mask": True,
+        }
+        meta = {"family": "clipsearch", "config": cfg.to_dict()}
+    return Encoder(
+        module,
+        tokenizer,
+        pre,
+        TextSettings(**text),
+        spec=spec,
+        device=dev,
+        fingerprint_meta=meta,
+        image_batch_size=image_batch_size,
+        text_batch_size=text_batch_size,
+    )
+
+
+def parse_spec(spec: str) -> tuple[str, str]:
+    """'starter' | 'hf:<ref>' | '<checkpoint dir>' → (kind, ref); anything else is a clear error."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise ModelSpecError(f"empty model spec; use {SPEC_FORMS}")
+    spec = spec.strip()
+    if spec == "starter":
+        return "starter", ""
+    if spec.startswith("hf:"):
+        ref = spec[3:].strip()
+        if not ref:
+            raise ModelSpecError(f"'hf:' needs a hub id or a local directory; use {SPEC_FORMS}")
+        return "hf", ref
+    path = Path(spec).expanduser()
+    if is_checkpoint_dir(path):
+        return "checkpoint", str(path)
+    if (path / "config.json").is_file():
+        raise ModelSpecError(
+            f"{spec} looks like a Hugging Face model directory; load it as 'hf:{spec}'"
+        )
+    what = "is not a clipsearch checkpoint directory" if path.exists() else "is not a known model"
+    raise ModelSpecError(f"model spec {spec!r} {what}; use {SPEC_FORMS}")

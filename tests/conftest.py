@@ -1,0 +1,58 @@
+"""Shared fixtures. Models are tiny random ones or the offline starter; nothing is downloaded."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+
+# The starter checkpoint is built once into a cache kept between runs (rebuilt when its recipe
+# version changes); tests that exercise the build itself use their own temp dirs.
+os.environ.setdefault("CLIPSEARCH_CACHE", str(REPO / ".pytest_cache" / "clipsearch"))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    skip_gpu = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip_gpu)
+
+
+@pytest.fixture(scope="session")
+def starter_encoder():
+    from model import load_encoder
+
+    return load_encoder("starter", device="cpu")
+
+
+@pytest.fixture(scope="session")
+def photos_dir(tmp_path_factory) -> Path:
+    from tests.utils.images import write_sample_photos
+
+    d = tmp_path_factory.mktemp("photos")
+    write_sample_photos(d)
+    return d
+
+
+@pytest.fixture(scope="session")
+def tiny_hf_dir(tmp_path_factory) -> Path:
+    from tests.utils.tiny_models import make_tiny_hf_clip
+
+    return make_tiny_hf_clip(tmp_path_factory.mktemp("tiny_hf_clip"))
+
+
+@pytest.fixture(scope="session")
+def tiny_ckpt_dir(tmp_path_factory) -> Path:
+    from tests.utils.tiny_models import make_tiny_dual_encoder
+
+    return make_tiny_dual_encoder(tmp_path_factory.mktemp("tiny_ckpt"))
