@@ -1,0 +1,79 @@
+"""FastAPI dependencies as Annotated aliases; tests swap fakes in with dependency_overrides."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated
+
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import SecretStr
+
+from .engine import SearchEngine
+from .errors import ApiError
+from .settings import Settings
+
+api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
+bearer = HTTPBearer(auto_error=False)
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_engine(request: Request) -> SearchEngine:
+    engine = getattr(request.app.state, "engine", None)
+    if engine is None:
+        error = getattr(request.app.state, "load_error", None)
+        raise ApiError(
+            503,
+            "not_ready",
+            f"the service is not ready: {error}" if error else "the service is still loading",
+            headers={"Retry-After": "5"},
+        )
+    return engine
+
+
+def _key_matches(given: str | None, expected: SecretStr) -> bool:
+    if not given:
+        return False
+    # compare_digest takes constant time in the length of the inputs: no timing oracle.
+    return hmac.compare_digest(given.encode(), expected.get_secret_value().encode())
+
+
+def _given_key(header: str | None, creds: HTTPAuthorizationCredentials | None) -> str | None:
+    return header or (creds.credentials if creds is not None else None)
+
+
+def require_api_key(
+    settings: Annotated[Settings, Depends(get_settings)],
+    header: Annotated[str | None, Security(api_key_header)],
+    creds: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
+) -> None:
+    if settings.api_key is not None and not _key_matches(
+        _given_key(header, creds), settings.api_key
+    ):
+        raise ApiError(
+            401,
+            "unauthorized",
+            "missing or invalid API key (send X-API-Key or Authorization: Bearer)",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+
+def require_admin_key(
+    settings: Annotated[Settings, Depends(get_settings)],
+    header: Annotated[str | None, Security(api_key_header)],
+    creds: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
+) -> None:
+    key = settings.admin_key()
+    if key is None:
+        raise ApiError(403, "admin_disabled", "set an admin or API key to enable /admin routes")
+    if not _key_matches(_given_key(header, creds), key):
+        raise ApiError(
+            401, "unauthorized", "missing or invalid admin key", {"WWW-Authenticate": "Bearer"}
+        )
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+EngineDep = Annotated[SearchEngine, Depends(get_engine)]

@@ -1,0 +1,296 @@
+"""The search engine behind the routes: one encoder, the current index version (hot-swappable),
+micro-batched encoding and the caches. Blocking work (model, FAISS, decoding, files) always runs
+on worker pools, never on the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import io
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+from PIL import Image
+
+from indexer import IndexVersion, ModelMismatchError, open_index
+from model import Encoder, ImageLoadError, load_encoder, load_image
+from model import zeroshot as zs
+
+from .batcher import MicroBatcher
+from .cache import LRUCache
+from .errors import ApiError
+from .metrics import Metrics
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+R = TypeVar("R")
+
+
+class _Slot:
+    """A version plus the number of requests using it; closed once retired and unused."""
+
+    def __init__(self, version: IndexVersion) -> None:
+        self.version = version
+        self.leases = 0
+        self.retired = False
+
+
+class SearchEngine:
+    def __init__(self, encoder: Encoder, version: IndexVersion, settings: Settings,
+                 metrics: Metrics | None = None) -> None:  # fmt: skip
+        if version.dim != encoder.dim:
+            raise ModelMismatchError(
+                f"index version {version.id} has dim {version.dim}, the model {encoder.dim}"
+            )
+        self.encoder = encoder
+        self.settings = settings
+        self.metrics = metrics or Metrics()
+        self.index_dir = Path(version.path).parent.parent
+        self.model_spec = encoder.spec
+        self.fingerprint = encoder.fingerprint
+        self.dim = encoder.dim
+        self.logit_scale = encoder.logit_scale
+        self._slot = _Slot(version)
+        self._lock = threading.Lock()
+        self._reload_lock: asyncio.Lock | None = None
+        self.encode_pool = ThreadPoolExecutor(settings.encode_workers, "clipsearch-encode")
+        self.io_pool = ThreadPoolExecutor(settings.search_workers, "clipsearch-io")
+        self.text_cache = LRUCache(settings.text_cache_size)
+        self.label_cache = LRUCache(settings.label_cache_size)
+        self.thumb_cache = LRUCache(settings.thumbnail_cache_size)
+        self._text_batcher: MicroBatcher[str, np.ndarray] | None = None
+        self._image_batcher: MicroBatcher[Image.Image, np.ndarray] | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    @classmethod
+    def load(
+        cls, settings: Settings, encoder: Encoder | None = None, metrics: Metrics | None = None
+    ) -> SearchEngine:
+        """Open the live index version and the model it was built with (or settings.model);
+        refuse a model whose fingerprint differs from the version's."""
+        if settings.index is None:
+            raise ApiError(503, "no_index", "no index configured (set --index / CLIPSEARCH_INDEX)")
+        version = open_index(settings.index)
+        try:
+            if encoder is None:
+                encoder = load_encoder(settings.model or version.model_spec, device=settings.device)
+            if encoder.fingerprint != version.fingerprint:
+                raise ModelMismatchError(
+                    f"model {encoder.spec!r} (fingerprint {encoder.fingerprint[:12]}) is not the "
+                    f"one index version {version.id} was built with "
+                    f"({version.model_spec!r}, {version.fingerprint[:12]})"
+                )
+            return cls(encoder, version, settings, metrics)
+        except BaseException:
+            version.close()
+            raise
+
+    def start(self) -> None:
+        """Create the batchers (needs the running event loop)."""
+        s = self.settings
+        common = dict(
+            max_batch=s.max_batch,
+            max_wait_ms=s.batch_wait_ms,
+            max_queue=s.max_queue,
+            concurrency=s.encode_workers,
+            enabled=s.batching,
+        )
+        self._text_batcher = MicroBatcher(
+            self.encoder.encode_texts, self.encode_pool, name="text", **common,
+            on_batch=functools.partial(self.metrics.observe_batch, "text"),
+        )  # fmt: skip
+        self._image_batcher = MicroBatcher(
+            self.encoder.encode_images, self.encode_pool, name="image", **common,
+            on_batch=functools.partial(self.metrics.observe_batch, "image"),
+        )  # fmt: skip
+        self._reload_lock = asyncio.Lock()
+
+    def warmup(self) -> None:
+        """One text, one image and one search, so the first request pays no lazy setup."""
+        t0 = time.perf_counter()
+        q = self.encoder.encode_texts(["warm up"])
+        self.encoder.encode_images([Image.new("RGB", (64, 64), (127, 127, 127))])
+        with self.lease() as v:
+            v.search(q, 1)
+        log.info("warm-up took %.2fs", time.perf_counter() - t0)
+
+    async def close(self) -> None:
+        for b in (self._text_batcher, self._image_batcher):
+            if b is not None:
+                await b.close()
+        self.encode_pool.shutdown(wait=True)
+        self.io_pool.shutdown(wait=True)
+        self._slot.version.close()
+
+    # -- versions -------------------------------------------------------------------------------
+    @property
+    def version(self) -> IndexVersion:
+        return self._slot.version
+
+    @contextlib.contextmanager
+    def lease(self) -> Iterator[IndexVersion]:
+        """The current version, kept open for the duration of one request even if a reload
+        swaps in another meanwhile."""
+        with self._lock:
+            slot = self._slot
+            slot.leases += 1
+        try:
+            yield slot.version
+        finally:
+            with self._lock:
+                slot.leases -= 1
+                close = slot.retired and slot.leases == 0
+            if close:
+                slot.version.close()
+
+    async def reload(self, version: str | None = None) -> tuple[str, str, IndexVersion]:
+        """Open the live (or named) version, check it, warm it, then swap atomically. A corrupt or
+        mismatched version raises and the current one keeps serving."""
+        assert self._reload_lock is not None, "engine not started"
+        async with self._reload_lock:
+            new = await self.run_io(
+                functools.partial(
+                    open_index, self.index_dir, version=version,
+                    expected_fingerprint=self.fingerprint,
+                )
+            )  # fmt: skip
+            try:
+                if new.dim != self.dim:
+                    raise ModelMismatchError(f"version {new.id} has dim {new.dim}, not {self.dim}")
+                probe = np.zeros((1, self.dim), np.float32)
+                probe[0, 0] = 1.0
+                await self.run_io(new.search, probe, 1)
+            except BaseException:
+                new.close()
+                raise
+            with self._lock:
+                old = self._slot
+                self._slot = _Slot(new)
+                old.retired = True
+                close_old = old.leases == 0
+            if close_old:
+                old.version.close()
+            self.thumb_cache = LRUCache(self.settings.thumbnail_cache_size)
+            log.info("index version %s → %s (%d items)", old.version.id, new.id, new.count)
+            return old.version.id, new.id, new
+
+    # -- pools ----------------------------------------------------------------------------------
+    async def run_io(self, fn: Callable[..., R], *args: Any) -> R:
+        return await asyncio.get_running_loop().run_in_executor(self.io_pool, fn, *args)
+
+    async def run_encode(self, fn: Callable[..., R], *args: Any) -> R:
+        return await asyncio.get_running_loop().run_in_executor(self.encode_pool, fn, *args)
+
+    # -- encoding -------------------------------------------------------------------------------
+    async def embed_text(self, text: str) -> np.ndarray:
+        """(dim,) unit vector of one query text, through the LRU cache and the batcher."""
+        assert self._text_batcher is not None, "engine not started"
+        cached = self.text_cache.get(text)
+        if cached is not None:
+            self.metrics.cache_event("text", "hit")
+            return cached
+        self.metrics.cache_event("text", "miss")
+        vec = await self._text_batcher.submit(text)
+        self.text_cache.put(text, vec)
+        return vec
+
+    async def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
+        vecs = await asyncio.gather(*(self.embed_text(t) for t in texts))
+        return np.stack(vecs) if vecs else np.zeros((0, self.dim), np.float32)
+
+    async def decode_image(self, data: bytes) -> Image.Image:
+        return await self.run_io(
+            functools.partial(load_image, data, max_pixels=self.settings.max_image_pixels)
+        )
+
+    async def embed_image(self, image: Image.Image) -> np.ndarray:
+        assert self._image_batcher is not None, "engine not started"
+        return await self._image_batcher.submit(image)
+
+    async def label_embeddings(self, labels: list[str], templates: tuple[str, ...]) -> np.ndarray:
+        """(L, dim); each label's prompt-ensemble embedding is cached per model and templates."""
+        keys = [(self.fingerprint, templates, label) for label in labels]
+        found = {k[2]: v for k in keys if (v := self.label_cache.get(k)) is not None}
+        missing = [label for label in labels if label not in found]
+        self.metrics.cache_event("label", "hit" if not missing else "miss")
+        if missing:
+            embs = await self.run_encode(zs.label_embeddings, self.encoder, missing, templates)
+            for label, emb in zip(missing, embs, strict=True):
+                self.label_cache.put((self.fingerprint, templates, label), emb)
+                found[label] = emb
+        return np.stack([found[label] for label in labels])
+
+    # -- items ----------------------------------------------------------------------------------
+    def image_file(self, version: IndexVersion, image_id: str) -> Path:
+        """The corpus file of an item; 404 for unknown ids and anything outside the corpus."""
+        item_id = parse_id(image_id)
+        path = version.image_path(item_id)
+        if path is None or not path.is_file():
+            raise ApiError(404, "not_found", f"no image with id {image_id}")
+        return path
+
+    async def thumbnail(self, version: IndexVersion, image_id: str) -> bytes:
+        path = self.image_file(version, image_id)
+        st = path.stat()
+        key = (str(path), st.st_mtime_ns, st.st_size)
+        data = self.thumb_cache.get(key)
+        if data is None:
+            data = await self.run_io(self._make_thumbnail, path)
+            self.thumb_cache.put(key, data)
+        return data
+
+    def _make_thumbnail(self, path: Path) -> bytes:
+        try:
+            img = load_image(path, max_pixels=self.settings.max_image_pixels)
+        except ImageLoadError as e:  # the stored file changed since indexing: not the client's
+            log.warning("thumbnail of %s failed: %s", path, e)
+            raise ApiError(404, "image_unavailable", "the image file can no longer be read") from e
+        px = self.settings.thumbnail_px
+        img.thumbnail((px, px))
+        buf = io.BytesIO()
+        img.save(buf, format="JPEG", quality=85)
+        return buf.getvalue()
+
+    def queued(self) -> int:
+        return sum(b.queued for b in (self._text_batcher, self._image_batcher) if b is not None)
+
+    # -- introspection --------------------------------------------------------------------------
+    def stats(self) -> dict[str, Any]:
+        v = self.version
+        return {
+            "model": self.model_spec,
+            "fingerprint": self.fingerprint,
+            "dim": self.dim,
+            "index_version": v.id,
+            "count": v.count,
+            "factory": v.factory,
+            "has_texts": v.has_texts,
+            "batching": {
+                "enabled": self.settings.batching,
+                "text": self._text_batcher.stats.as_dict() if self._text_batcher else None,
+                "image": self._image_batcher.stats.as_dict() if self._image_batcher else None,
+            },
+            "caches": {
+                "text": self.text_cache.stats(),
+                "label": self.label_cache.stats(),
+                "thumbnail": self.thumb_cache.stats(),
+            },
+        }
+
+
+def parse_id(image_id: str) -> int:
+    """Ids are int64 on the inside and strings on the wire; anything else is simply unknown."""
+    try:
+        value = int(image_id)
+    except (TypeError, ValueError):
+        raise ApiError(404, "not_found", f"no image with id {image_id!r}") from None
+    if not -(2**63) <= value < 2**63:
+        raise ApiError(404, "not_found", f"no image with id {image_id!r}")
+    return value

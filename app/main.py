@@ -1,0 +1,183 @@
+"""`create_app(settings)` composes the service: settings → engine (loaded in the lifespan, off
+the event loop) → middleware → routes. Nothing is loaded at import time."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from fastapi import Depends, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from model import Encoder
+
+from . import schemas
+from .deps import require_api_key
+from .engine import SearchEngine
+from .errors import install_error_handlers
+from .limits import BodySizeLimit
+from .metrics import Metrics
+from .routes import admin, classify, embed, health, images, search
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+DEFAULT_STATIC = Path(__file__).resolve().parent / "static"
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    encoder: Encoder | None = None,
+    engine: SearchEngine | None = None,
+) -> FastAPI:
+    """The ASGI app. `encoder` reuses an already loaded model (tests, the demo); `engine` injects
+    a ready engine outright (tests with fakes)."""
+    settings = settings or Settings()
+    metrics = engine.metrics if engine is not None else Metrics()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.engine = None
+        app.state.load_error = None
+        task = None
+        if engine is not None:
+            engine.start()
+            app.state.engine = engine
+        else:
+            # Load in the background so /healthz answers at once and /readyz flips when done.
+            task = asyncio.create_task(_load(app, settings, encoder, metrics))
+        try:
+            yield
+        finally:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            if app.state.engine is not None:
+                await app.state.engine.close()
+                app.state.engine = None
+
+    app = FastAPI(
+        title="clipsearch",
+        summary="Semantic image search over a FAISS index with CLIP-style encoders",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics
+    app.state.engine = None
+    app.state.load_error = None
+    install_error_handlers(app)
+
+    secured = [Depends(require_api_key)]
+    app.include_router(health.probes)
+    for r in (search.router, classify.router, embed.router, images.router, health.router):
+        app.include_router(r, dependencies=secured)
+    app.include_router(admin.router)
+    _add_schemas(app)
+
+    static = settings.static_dir or DEFAULT_STATIC
+    if static.is_dir():
+        app.mount("/", StaticFiles(directory=static, html=True), name="static")
+
+    # Middleware runs outermost-last-added: body limit → CORS → metrics → routes.
+    app.add_middleware(RequestMetrics, metrics=metrics)
+    origins = settings.cors_origin_list()
+    if origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=origins,
+            allow_methods=["GET", "POST", "OPTIONS"],
+            allow_headers=["Content-Type", "X-API-Key", "Authorization"],
+        )
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    return app
+
+
+def create_app_from_env() -> FastAPI:
+    """The uvicorn factory (`app.main:create_app_from_env`): settings from CLIPSEARCH_* vars."""
+    return create_app(Settings())
+
+
+async def _load(
+    app: FastAPI, settings: Settings, encoder: Encoder | None, metrics: Metrics
+) -> None:
+    t0 = time.perf_counter()
+    try:
+        if settings.torch_threads:
+            import torch
+
+            torch.set_num_threads(settings.torch_threads)
+        engine = await asyncio.to_thread(SearchEngine.load, settings, encoder, metrics)
+        engine.start()
+        if settings.warmup:
+            await asyncio.to_thread(engine.warmup)
+    except asyncio.CancelledError:
+        raise
+    except Exception as e:  # noqa: BLE001 - reported by /readyz, the process stays up
+        log.error("could not load model and index: %s", e)
+        app.state.load_error = str(e)
+        return
+    app.state.engine = engine
+    log.info(
+        "ready in %.1fs: model %s, index version %s (%d items)",
+        time.perf_counter() - t0,
+        engine.model_spec,
+        engine.version.id,
+        engine.version.count,
+    )
+
+
+def _add_schemas(app: FastAPI) -> None:
+    """Routes that read JSON-or-multipart by hand reference these models in their OpenAPI
+    request bodies; make sure the schemas are in components."""
+    models = (schemas.SearchRequest, schemas.ClassifyRequest, schemas.EmbedRequest)
+    base = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema:
+            return app.openapi_schema
+        spec = base()
+        comps = spec.setdefault("components", {}).setdefault("schemas", {})
+        for m in models:
+            s = m.model_json_schema(ref_template="#/components/schemas/{model}")
+            comps.update(s.pop("$defs", {}))
+            comps[m.__name__] = s
+        return spec
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+class RequestMetrics:
+    """Counts requests and their latency per route template (not per raw path, which would let
+    clients blow up the label set)."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        t0 = time.perf_counter()
+        status = 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            self.metrics.observe_request(route, scope["method"], status, time.perf_counter() - t0)

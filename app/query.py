@@ -1,0 +1,230 @@
+"""What the routes do, independent of how the request arrived (JSON or multipart):
+turn a query into one unit vector, search, classify, embed."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import time
+from collections.abc import Iterator
+
+import numpy as np
+
+from indexer import IndexVersion
+from model import zeroshot as zs
+
+from .engine import SearchEngine, parse_id
+from .errors import ApiError
+from .limits import check_text, decode_b64
+from .schemas import (
+    ClassifyRequest,
+    ClassifyResponse,
+    EmbedResponse,
+    LabelScore,
+    QueryTerm,
+    SearchHit,
+    SearchRequest,
+    SearchResponse,
+)
+
+
+class Timings:
+    """Per-stage wall time of one request (ms in the response, seconds in /metrics)."""
+
+    def __init__(self, engine: SearchEngine) -> None:
+        self.engine = engine
+        self.start = time.perf_counter()
+        self.ms: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            dt = time.perf_counter() - t0
+            self.ms[name] = round(self.ms.get(name, 0.0) + dt * 1000, 3)
+            self.engine.metrics.observe_stage(name, dt)
+
+    def done(self) -> dict[str, float]:
+        total = time.perf_counter() - self.start
+        self.engine.metrics.observe_stage("total", total)
+        return {**self.ms, "total": round(total * 1000, 3)}
+
+
+async def image_vector(engine: SearchEngine, data: bytes, t: Timings) -> np.ndarray:
+    with t.stage("decode"):
+        image = await engine.decode_image(data)
+    with t.stage("encode"):
+        return await engine.embed_image(image)
+
+
+def stored_vector(version: IndexVersion, image_id: str) -> np.ndarray:
+    vec = version.get_vector(parse_id(image_id))
+    if vec is None:
+        raise ApiError(404, "not_found", f"no image with id {image_id}")
+    return np.asarray(vec, dtype=np.float32)
+
+
+def given_vector(embedding: list[float], dim: int) -> np.ndarray:
+    if len(embedding) != dim:
+        raise ApiError(
+            422, "dimension_mismatch", f"embedding has {len(embedding)} values; the model has {dim}"
+        )
+    vec = np.asarray(embedding, dtype=np.float32)
+    if not np.isfinite(vec).all():  # finite float64 can still overflow float32
+        raise ApiError(422, "invalid_embedding", "embedding values must be finite float32")
+    return normalise(vec, "embedding")
+
+
+def normalise(vec: np.ndarray, what: str) -> np.ndarray:
+    norm = float(np.linalg.norm(vec))
+    if not np.isfinite(norm) or norm < 1e-6:
+        raise ApiError(422, "zero_query", f"the {what} has no direction (norm {norm:.3g})")
+    return (vec / norm).astype(np.float32)
+
+
+async def term_vector(
+    engine: SearchEngine, version: IndexVersion, term: QueryTerm, t: Timings
+) -> np.ndarray:
+    if term.text is not None:
+        text = check_text(term.text, engine.settings.max_text_chars)
+        with t.stage("encode"):
+            return await engine.embed_text(text)
+    if term.image_id is not None:
+        return stored_vector(version, term.image_id)
+    if term.image_b64 is not None:
+        return await image_vector(engine, decode_b64(term.image_b64), t)
+    assert term.embedding is not None
+    return given_vector(term.embedding, engine.dim)
+
+
+async def query_vector(
+    engine: SearchEngine,
+    version: IndexVersion,
+    req: SearchRequest,
+    upload: bytes | None,
+    t: Timings,
+) -> np.ndarray:
+    """Exactly one query form → (dim,) unit vector; `terms` are summed with their weights."""
+    forms = req.query_forms() + (["image"] if upload is not None else [])
+    if len(forms) != 1:
+        raise ApiError(
+            422,
+            "invalid_query",
+            "give exactly one of text, image_id, image_b64, embedding, terms or an image file"
+            + (f" (got {', '.join(forms)})" if forms else ""),
+        )
+    if upload is not None:
+        return await image_vector(engine, upload, t)
+    if req.terms is None:
+        term = QueryTerm(**{forms[0]: getattr(req, forms[0])})
+        return await term_vector(engine, version, term, t)
+    if len(req.terms) > engine.settings.max_terms:
+        raise ApiError(422, "too_many_terms", f"at most {engine.settings.max_terms} terms")
+    vecs = await asyncio.gather(*(term_vector(engine, version, x, t) for x in req.terms))
+    weights = np.array([x.weight for x in req.terms], dtype=np.float32)
+    return normalise((weights[:, None] * np.stack(vecs)).sum(axis=0), "weighted query")
+
+
+def image_hit(item, score: float) -> SearchHit:
+    sid = str(item.id)
+    return SearchHit(
+        id=sid,
+        score=round(float(score), 6),
+        path=item.path,
+        url=f"/images/{sid}",
+        thumbnail_url=f"/images/{sid}/thumbnail",
+        caption=item.caption,
+        width=item.width,
+        height=item.height,
+    )
+
+
+async def search(engine: SearchEngine, req: SearchRequest, upload: bytes | None) -> SearchResponse:
+    t = Timings(engine)
+    with engine.lease() as version:
+        q = await query_vector(engine, version, req, upload, t)
+        if req.target == "texts":
+            if not version.has_texts:
+                raise ApiError(
+                    422, "no_texts", f"index version {version.id} has no text corpus to search"
+                )
+            with t.stage("search"):
+                found = await engine.run_io(version.search_texts, q[None, :], req.k)
+            hits = [
+                SearchHit(id=str(h.id), score=round(float(h.score), 6), text=h.text)
+                for h in found[0]
+                if req.min_score is None or h.score >= req.min_score
+            ]
+        else:
+            search_fn = functools.partial(
+                version.search,
+                q[None, :],
+                req.k,
+                path_prefix=req.path_prefix,
+                where=req.where,
+                min_score=req.min_score,
+            )
+            with t.stage("search"):
+                found = await engine.run_io(search_fn)
+            hits = [image_hit(h.item, h.score) for h in found[0]]
+        return SearchResponse(
+            hits=hits, model=engine.model_spec, index_version=version.id, timings_ms=t.done()
+        )
+
+
+async def classify(
+    engine: SearchEngine, req: ClassifyRequest, upload: bytes | None
+) -> ClassifyResponse:
+    t = Timings(engine)
+    s = engine.settings
+    try:
+        labels = zs.parse_labels(req.labels)
+        templates = zs.validate_templates(req.templates)
+    except (TypeError, ValueError) as e:
+        raise ApiError(422, "invalid_labels", str(e)) from e
+    if len(labels) > s.max_labels:
+        raise ApiError(422, "too_many_labels", f"{len(labels)} labels; the limit is {s.max_labels}")
+    if len(templates) > s.max_templates:
+        raise ApiError(422, "too_many_templates", f"at most {s.max_templates} templates")
+    for text in (*labels, *templates):
+        check_text(text, s.max_text_chars, "label")
+    sources = [x for x in (req.image_id, req.image_b64, upload) if x is not None]
+    if len(sources) != 1:
+        raise ApiError(422, "invalid_query", "give exactly one of image_id, image_b64 or an image")
+    if upload is not None:
+        img = await image_vector(engine, upload, t)
+    elif req.image_b64 is not None:
+        img = await image_vector(engine, decode_b64(req.image_b64), t)
+    else:
+        with engine.lease() as version:
+            img = stored_vector(version, req.image_id or "")
+    with t.stage("labels"):
+        label_embs = await engine.label_embeddings(labels, templates)
+    probs = zs.probabilities(img[None, :], label_embs, engine.logit_scale)[0]  # (L,)
+    order = np.argsort(-probs, kind="stable")
+    return ClassifyResponse(
+        labels=[LabelScore(label=labels[i], score=round(float(probs[i]), 6)) for i in order],
+        model=engine.model_spec,
+        timings_ms=t.done(),
+    )
+
+
+async def embed(engine: SearchEngine, texts: list[str], images: list[bytes]) -> EmbedResponse:
+    s = engine.settings
+    if not texts and not images:
+        raise ApiError(422, "invalid_query", "give at least one text or image")
+    if len(texts) + len(images) > s.max_embed_items:
+        raise ApiError(422, "too_many_items", f"at most {s.max_embed_items} texts and images")
+    texts = [check_text(x, s.max_text_chars) for x in texts]
+    t = Timings(engine)
+    text_vecs = await engine.embed_texts(texts)
+    img_vecs = await asyncio.gather(*(image_vector(engine, b, t) for b in images))
+    return EmbedResponse(
+        model=engine.model_spec,
+        dim=engine.dim,
+        texts=[[round(float(x), 7) for x in v] for v in text_vecs],
+        images=[[round(float(x), 7) for x in v] for v in img_vecs],
+    )

@@ -1,0 +1,44 @@
+"""Probes and introspection: /healthz, /readyz, /stats, /metrics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import PlainTextResponse
+
+from ..deps import EngineDep
+from ..schemas import error_responses
+
+probes = APIRouter(tags=["health"])  # open even when an API key is set
+router = APIRouter(tags=["health"])
+
+
+@probes.get("/healthz")
+async def healthz() -> dict[str, str]:
+    """Alive: the process answers (the model may still be loading)."""
+    return {"status": "ok"}
+
+
+@probes.get("/readyz", responses=error_responses(503))
+async def readyz(engine: EngineDep) -> dict[str, Any]:
+    """Ready: model and index are loaded and warmed up."""
+    return {"status": "ready", "model": engine.model_spec, "index_version": engine.version.id}
+
+
+@router.get("/stats", responses=error_responses(401, 503))
+async def stats(engine: EngineDep) -> dict[str, Any]:
+    """Model, index version, counts, batching and cache statistics."""
+    return engine.stats()
+
+
+@router.get("/metrics", response_class=PlainTextResponse, responses=error_responses(401))
+async def metrics(request: Request) -> PlainTextResponse:
+    """Prometheus metrics: requests, latency per route and per stage, batch sizes, caches."""
+    m = request.app.state.metrics
+    engine = getattr(request.app.state, "engine", None)
+    m.set_gauge("ready", 1.0 if engine is not None else 0.0)
+    if engine is not None:
+        m.set_gauge("index_items", engine.version.count)
+        m.set_gauge("encoder_queue", engine.queued())
+    return PlainTextResponse(m.render(), media_type="text/plain; version=0.0.4")
