@@ -92,7 +92,7 @@ class Encoder:
         out = []
         for i in range(0, len(images), self.image_batch_size):
             chunk = images[i : i + self.image_batch_size]
-            pixels = torch.stack([self.preprocess(im.convert("RGB")) for im in chunk])
+            pixels = torch.stack([self.preprocess(im) for im in chunk])
             out.append(self._encode_pixels(pixels))
         return np.concatenate(out)
 

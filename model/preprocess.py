@@ -113,11 +113,12 @@ def to_rgb(img: Image.Image) -> Image.Image:
 
 
 def build_transform(cfg: PreprocessConfig) -> T.Compose:
-    """PIL RGB image → normalised float32 (3, size, size). Picklable for DataLoader workers."""
+    """PIL image (any mode) → normalised float32 (3, size, size). Picklable for DataLoader workers."""
     interp = _INTERPOLATION[cfg.interpolation]
     if cfg.resize_mode == "squash":
         resize: list[torch.nn.Module] = [T.Resize((cfg.size, cfg.size), interpolation=interp)]
     else:
         scale = math.floor(cfg.size / cfg.crop_pct + 1e-6)  # guard 223.99999 → 223
         resize = [T.Resize(scale, interpolation=interp), T.CenterCrop(cfg.size)]
-    return T.Compose([*resize, T.ToTensor(), T.Normalize(cfg.mean, cfg.std)])
+    # to_rgb first: callers may hand over grayscale/CMYK/RGBA images straight from Pillow
+    return T.Compose([T.Lambda(to_rgb), *resize, T.ToTensor(), T.Normalize(cfg.mean, cfg.std)])
