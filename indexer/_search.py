@@ -1,0 +1,162 @@
+"""k-NN over a published version: FAISS candidates, exact re-rank from the stored fp16 vectors,
+and filters that never make a result list short (exact search over a small allowed set, or
+widening the candidate list, or an exact fallback)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import faiss
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+EXACT_FILTER_LIMIT = 65_536  # allowed sets up to this size are searched exactly (cheap, complete)
+EXACT_CHUNK = 131_072  # rows per matmul in exact scans
+
+
+def check_queries(queries: np.ndarray, dim: int) -> np.ndarray:
+    q = np.asarray(queries)
+    if q.ndim == 1:
+        q = q[None, :]
+    if q.ndim != 2 or q.shape[1] != dim:
+        raise ValueError(f"queries must have shape (n, {dim}), got {tuple(np.shape(queries))}")
+    q = np.ascontiguousarray(q, dtype=np.float32)
+    if not np.isfinite(q).all():
+        raise ValueError("queries contain NaN or Inf")
+    return q
+
+
+def topk(scores: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the k largest per row, best first.  scores: (nq, n) → (nq, min(k, n))"""
+    k = min(k, scores.shape[1])
+    if k == 0:
+        return np.zeros((scores.shape[0], 0), dtype=np.int64)
+    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    order = np.argsort(-np.take_along_axis(scores, part, axis=1), axis=1, kind="stable")
+    return np.take_along_axis(part, order, axis=1)
+
+
+def exact_rows(
+    vectors: np.ndarray, queries: np.ndarray, k: int, rows: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-k over `rows` of `vectors` (all rows if None) → (scores, rows), (nq, <=k) each."""
+    n = len(vectors) if rows is None else len(rows)
+    best_s = np.full((len(queries), 0), -np.inf, dtype=np.float32)
+    best_r = np.zeros((len(queries), 0), dtype=np.int64)
+    for start in range(0, n, EXACT_CHUNK):
+        stop = min(n, start + EXACT_CHUNK)
+        if rows is None:  # a plain slice: sequential reads of the memmap
+            chunk_rows = np.arange(start, stop)
+            block = np.asarray(vectors[start:stop], dtype=np.float32)  # (c, d)
+        else:
+            chunk_rows = rows[start:stop]
+            block = np.asarray(vectors[chunk_rows], dtype=np.float32)
+        s = queries @ block.T  # (nq, c)
+        s = np.concatenate([best_s, s], axis=1)
+        r = np.concatenate(
+            [best_r, np.broadcast_to(chunk_rows, (len(queries), len(chunk_rows)))], 1
+        )
+        keep = topk(s, k)
+        best_s = np.take_along_axis(s, keep, axis=1)
+        best_r = np.take_along_axis(r, keep, axis=1)
+    return best_s, best_r
+
+
+@dataclass
+class Searcher:
+    index: faiss.Index
+    vectors: np.ndarray  # (n, d) float16, row i holds item ids[i]
+    ids: np.ndarray  # (n,) int64, sorted
+    rerank: bool  # exact re-rank of candidates (for compressed or graph indexes)
+    rerank_k: int = 100
+    ivf: bool = False  # native-id IVF index: takes SearchParametersIVF
+    nprobe: int = 0
+
+    def rows_of(self, ids: np.ndarray) -> np.ndarray:
+        return np.searchsorted(self.ids, ids)
+
+    def search(
+        self,
+        queries: np.ndarray,
+        k: int,
+        allowed_ids: np.ndarray | None = None,
+        min_score: float | None = None,
+    ) -> list[list[tuple[int, float]]]:
+        """→ per query, up to min(k, matches) (id, score) pairs, best first."""
+        if k < 1:
+            raise ValueError("k must be at least 1")
+        q = queries
+        if len(self.ids) == 0 or (allowed_ids is not None and len(allowed_ids) == 0):
+            return [[] for _ in range(len(q))]
+        if allowed_ids is not None and (
+            len(allowed_ids) <= EXACT_FILTER_LIMIT or not (self.ivf or self.rerank)
+        ):
+            rows = np.sort(self.rows_of(np.asarray(allowed_ids, dtype=np.int64)))
+            return self._exact(q, k, rows, min_score)
+        n_allowed = len(self.ids) if allowed_ids is None else len(allowed_ids)
+        want = min(k, n_allowed)
+        sel = None if allowed_ids is None else faiss.IDSelectorBatch(allowed_ids.astype(np.int64))
+        results: list[list[tuple[int, float]] | None] = [None] * len(q)
+        todo = np.arange(len(q))
+        kk = min(n_allowed, max(k, self.rerank_k) if self.rerank else k)
+        while len(todo):
+            hits, below_min, full = self._ann(q[todo], kk, sel, min_score)
+            retry = []
+            for j, qi in enumerate(todo):
+                h = hits[j][:k]
+                if len(h) >= want or below_min[j]:
+                    results[qi] = h  # complete, or min_score already cut the candidate list
+                elif full[j] and kk < n_allowed:
+                    retry.append(qi)  # more candidates may hold more matches: widen
+                else:  # the ANN structure cannot reach more (few IVF lists probed): go exact
+                    rows = None if allowed_ids is None else np.sort(self.rows_of(allowed_ids))
+                    results[qi] = self._exact(q[qi : qi + 1], k, rows, min_score)[0]
+            todo = np.array(retry, dtype=np.int64)
+            kk = min(n_allowed, kk * 4)
+        return results  # type: ignore[return-value]
+
+    def _ann(
+        self, q: np.ndarray, kk: int, sel: faiss.IDSelector | None, min_score: float | None
+    ) -> tuple[list[list[tuple[int, float]]], list[bool], list[bool]]:
+        """→ hits per query (after re-rank and min_score), whether a candidate already fell
+        below min_score (more candidates cannot add hits), and whether all kk slots came back."""
+        params = None
+        if sel is not None:
+            params = (
+                faiss.SearchParametersIVF(sel=sel, nprobe=self.nprobe)
+                if self.ivf
+                else faiss.SearchParameters(sel=sel)
+            )
+        scores, cand = self.index.search(q, kk, params=params)
+        out, below, full = [], [], []
+        for qi in range(len(q)):
+            c = cand[qi][cand[qi] >= 0]
+            if self.rerank and len(c):
+                rows = np.sort(self.rows_of(c))  # sorted: sequential reads of the memmap
+                s = np.asarray(self.vectors[rows], dtype=np.float32) @ q[qi]
+                c = self.ids[rows]
+                order = np.argsort(-s, kind="stable")
+                c, s = c[order], s[order]
+            else:
+                s = scores[qi][: len(c)]
+            full.append(len(c) >= kk)
+            below.append(min_score is not None and len(s) > 0 and float(s[-1]) < min_score)
+            if min_score is not None:
+                keep = s >= min_score
+                c, s = c[keep], s[keep]
+            out.append([(int(i), float(v)) for i, v in zip(c, s, strict=True)])
+        return out, below, full
+
+    def _exact(
+        self, q: np.ndarray, k: int, rows: np.ndarray | None, min_score: float | None
+    ) -> list[list[tuple[int, float]]]:
+        scores, found = exact_rows(self.vectors, q, k, rows)
+        out = []
+        for s, r in zip(scores, found, strict=True):
+            hits = [(int(self.ids[ri]), float(si)) for si, ri in zip(s, r, strict=True)]
+            if min_score is not None:
+                hits = [h for h in hits if h[1] >= min_score]
+            out.append(hits)
+        return out
