@@ -112,9 +112,13 @@ def write_version_files(
     )
     ids = np.array([it.id for it in items], dtype=np.int64)
     built = build_faiss(
-        staging / "vectors.npy", ids, enc.dim, factory=factory, memory_budget=memory_budget,
+        staging / "vectors.npy",
+        ids,
+        enc.dim,
+        factory=factory,
+        memory_budget=memory_budget,
         queries=queries,
-    )  # fmt: skip
+    )
     faiss.write_index(built.index, str(staging / "images.faiss"))
     if carry_texts_from is not None and all((carry_texts_from / f).is_file() for f in TEXT_FILES):
         for name in TEXT_FILES:  # same model: the caption/label corpus stays valid

@@ -22,7 +22,7 @@ import faiss
 import numpy as np
 
 from ._search import Searcher, exact_rows
-from .store import iter_vector_chunks
+from .store import iter_vector_chunks, read_npy_header
 
 log = logging.getLogger(__name__)
 
@@ -103,8 +103,7 @@ class PreadRows:
 
     def __init__(self, path: Path) -> None:
         with path.open("rb") as f:
-            version = np.lib.format.read_magic(f)
-            self.shape, _, self.dtype = np.lib.format._read_array_header(f, version)
+            self.shape, self.dtype = read_npy_header(f)
             self.offset = f.tell()
         self.row_bytes = self.shape[1] * self.dtype.itemsize
         self.fd = os.open(path, os.O_RDONLY)

@@ -56,8 +56,18 @@ def build_index(
 ) -> BuildReport:
     """Index every image under `source` (folder or CSV/JSONL manifest) into a new live version.
     A killed build resumes from its embedding shards when run again with the same arguments."""
-    return _run("build", source, index_dir, encoder, batch_size, workers, factory,
-                memory_budget, progress, shard_size)  # fmt: skip
+    return _run(
+        "build",
+        source,
+        index_dir,
+        encoder,
+        batch_size,
+        workers,
+        factory,
+        memory_budget,
+        progress,
+        shard_size,
+    )
 
 
 def update_index(
@@ -78,8 +88,18 @@ def update_index(
     if encoder is None:
         spec = live_version(index_dir) and open_index(index_dir).model_spec
         encoder = spec or "starter"
-    return _run("update", source, index_dir, encoder, batch_size, workers, factory,
-                memory_budget, progress, shard_size)  # fmt: skip
+    return _run(
+        "update",
+        source,
+        index_dir,
+        encoder,
+        batch_size,
+        workers,
+        factory,
+        memory_budget,
+        progress,
+        shard_size,
+    )
 
 
 def default_workers(encoder: Encoder) -> int:
@@ -123,8 +143,14 @@ def _run(
             p: (r["size"], r["mtime_ns"], r["sha256"])
             for p, r in (prev.by_path if prev else {}).items()
         }
-        with tqdm(total=len(scan.entries), desc="hashing", unit="file", disable=not progress,
-                  file=sys.stderr, leave=False) as bar:  # fmt: skip
+        with tqdm(
+            total=len(scan.entries),
+            desc="hashing",
+            unit="file",
+            disable=not progress,
+            file=sys.stderr,
+            leave=False,
+        ) as bar:
             entries, hash_skips = hash_entries(scan.entries, known, on_progress=bar.update)
         report.skipped.extend(hash_skips)
 
@@ -139,8 +165,9 @@ def _run(
         report.resumed = sum(s in done.vectors for s in first_path if s not in reusable)
         report.reused = sum(s in reusable for s in first_path)
         t_enc = time.perf_counter()
-        report.encoded = _encode(enc, todo, first_path, done, store, batch_size, workers,
-                                 shard_size, progress)  # fmt: skip
+        report.encoded = _encode(
+            enc, todo, first_path, done, store, batch_size, workers, shard_size, progress
+        )
         report.encode_seconds = time.perf_counter() - t_enc
         report.images_per_s = report.encoded / report.encode_seconds if report.encoded else 0.0
 
@@ -149,10 +176,14 @@ def _run(
         version = new_version_id()
         staging = staging_dir(index_dir, version)
         built = write_version_files(
-            staging, plan, enc, factory=factory, memory_budget=memory_budget,
+            staging,
+            plan,
+            enc,
+            factory=factory,
+            memory_budget=memory_budget,
             queries=lambda: _recall_queries(enc),
             carry_texts_from=prev.version.path if prev and prev.vectors is not None else None,
-        )  # fmt: skip
+        )
         report.version = version
         report.items = len(plan.items)
         report.factory = built.factory
@@ -219,8 +250,13 @@ def _encode(
     if not todo:
         return 0
     workers = default_workers(enc) if workers is None else workers
-    loader = image_loader([first_path[s] for s in todo], enc.preprocess, batch_size, workers,
-                          pin_memory=enc.device.type == "cuda")  # fmt: skip
+    loader = image_loader(
+        [first_path[s] for s in todo],
+        enc.preprocess,
+        batch_size,
+        workers,
+        pin_memory=enc.device.type == "cuda",
+    )
     pending: dict[str, list] = {"sha": [], "vec": [], "wh": [], "fail": []}
     encoded = 0
 
@@ -236,8 +272,15 @@ def _encode(
         for key in pending:
             pending[key] = []
 
-    with tqdm(total=len(todo), desc="encoding", unit="img", disable=not progress,
-              file=sys.stderr, smoothing=0.05, dynamic_ncols=True) as bar:  # fmt: skip
+    with tqdm(
+        total=len(todo),
+        desc="encoding",
+        unit="img",
+        disable=not progress,
+        file=sys.stderr,
+        smoothing=0.05,
+        dynamic_ncols=True,
+    ) as bar:
         for batch in loader:
             if len(batch.positions):
                 vecs = enc.encode_pixels(batch.pixels)

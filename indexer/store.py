@@ -128,12 +128,20 @@ class VectorWriter:
         self._f.close()
 
 
+def read_npy_header(f) -> tuple[tuple[int, ...], np.dtype]:
+    """(shape, dtype) of an open .npy file, leaving it at the first data byte."""
+    major, _ = np.lib.format.read_magic(f)
+    read = (
+        np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+    )
+    shape, _, dtype = read(f)
+    return shape, dtype
+
+
 def iter_vector_chunks(path: Path, chunk: int = 65536) -> Iterator[np.ndarray]:
     """float32 chunks of an fp16 .npy read with plain reads (no mmap: keeps the build's RSS low)."""
     with path.open("rb") as f:
-        version = np.lib.format.read_magic(f)
-        shape, _, dtype = np.lib.format._read_array_header(f, version)
-        n, d = shape
+        (n, d), dtype = read_npy_header(f)
         for start in range(0, n, chunk):
             m = min(chunk, n - start)
             buf = np.fromfile(f, dtype=dtype, count=m * d)

@@ -9,11 +9,11 @@ import os
 import sys
 from collections.abc import Sequence
 
-from . import model_cmds, serve_cmd
+from . import index_cmds, model_cmds, serve_cmd
 from ._output import fail
 
 # Each module exposes register(subparsers); order here is the order in `clipsearch --help`.
-COMMAND_MODULES = [model_cmds, serve_cmd]
+COMMAND_MODULES = [model_cmds, index_cmds, serve_cmd]
 
 EPILOG = """examples:
   clipsearch model starter                       build the offline starter model (once)
