@@ -14,12 +14,11 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 from PIL import Image
 
-from indexer import IndexVersion, ModelMismatchError, open_index
 from model import Encoder, ImageLoadError, load_encoder, load_image
 from model import zeroshot as zs
 
@@ -28,6 +27,9 @@ from .cache import LRUCache
 from .errors import ApiError
 from .metrics import Metrics
 from .settings import Settings
+
+if TYPE_CHECKING:
+    from indexer import IndexVersion
 
 log = logging.getLogger(__name__)
 R = TypeVar("R")
@@ -45,6 +47,8 @@ class _Slot:
 class SearchEngine:
     def __init__(self, encoder: Encoder, version: IndexVersion, settings: Settings,
                  metrics: Metrics | None = None) -> None:  # fmt: skip
+        from indexer import ModelMismatchError
+
         if version.dim != encoder.dim:
             raise ModelMismatchError(
                 f"index version {version.id} has dim {version.dim}, the model {encoder.dim}"
@@ -75,6 +79,8 @@ class SearchEngine:
     ) -> SearchEngine:
         """Open the live index version and the model it was built with (or settings.model);
         refuse a model whose fingerprint differs from the version's."""
+        from indexer import ModelMismatchError, open_index
+
         if settings.index is None:
             raise ApiError(503, "no_index", "no index configured (set --index / CLIPSEARCH_INDEX)")
         version = open_index(settings.index)
@@ -154,6 +160,8 @@ class SearchEngine:
         """Open the live (or named) version, check it, warm it, then swap atomically. A corrupt or
         mismatched version raises and the current one keeps serving."""
         assert self._reload_lock is not None, "engine not started"
+        from indexer import ModelMismatchError, open_index
+
         async with self._reload_lock:
             new = await self.run_io(
                 functools.partial(

@@ -13,6 +13,7 @@ from pathlib import Path
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
+from starlette.routing import BaseRoute, Match, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from model import Encoder
@@ -85,7 +86,7 @@ def create_app(
 
     static = settings.static_dir or DEFAULT_STATIC
     if static.is_dir():
-        app.mount("/", StaticFiles(directory=static, html=True), name="static")
+        app.router.routes.append(PageMount(static, app.router.routes))
 
     # Middleware runs outermost-last-added: body limit → CORS → metrics → routes.
     app.add_middleware(RequestMetrics, metrics=metrics)
@@ -153,6 +154,20 @@ def _add_schemas(app: FastAPI) -> None:
         return spec
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+class PageMount(Mount):
+    """The web page's static files at "/", without shadowing the API: a path that an API route
+    knows under another method still answers 405, not the static 404."""
+
+    def __init__(self, directory: Path, api_routes: list[BaseRoute]) -> None:
+        super().__init__("/", app=StaticFiles(directory=directory, html=True), name="static")
+        self._api_routes = list(api_routes)
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        if any(r.matches(scope)[0] == Match.PARTIAL for r in self._api_routes):
+            return Match.NONE, {}
+        return super().matches(scope)
 
 
 class RequestMetrics:

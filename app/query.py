@@ -8,15 +8,19 @@ import contextlib
 import functools
 import time
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from indexer import IndexVersion
 from model import zeroshot as zs
 
 from .engine import SearchEngine, parse_id
 from .errors import ApiError
 from .limits import check_text, decode_b64
+
+if TYPE_CHECKING:
+    from indexer import IndexVersion
+
 from .schemas import (
     ClassifyRequest,
     ClassifyResponse,
@@ -79,10 +83,11 @@ def given_vector(embedding: list[float], dim: int) -> np.ndarray:
 
 
 def normalise(vec: np.ndarray, what: str) -> np.ndarray:
-    norm = float(np.linalg.norm(vec))
+    v64 = vec.astype(np.float64)  # float32 squares of large values would overflow
+    norm = float(np.linalg.norm(v64))
     if not np.isfinite(norm) or norm < 1e-6:
         raise ApiError(422, "zero_query", f"the {what} has no direction (norm {norm:.3g})")
-    return (vec / norm).astype(np.float32)
+    return (v64 / norm).astype(np.float32)
 
 
 async def term_vector(

@@ -26,7 +26,11 @@ class QueryTerm(BaseModel):
 
     @model_validator(mode="after")
     def _one_source(self) -> QueryTerm:
-        given = [f for f in ("text", "image_id", "image_b64", "embedding") if getattr(self, f)]
+        given = [
+            f
+            for f in ("text", "image_id", "image_b64", "embedding")
+            if getattr(self, f) is not None
+        ]
         if len(given) != 1:
             raise ValueError("each term needs exactly one of text, image_id, image_b64, embedding")
         return self

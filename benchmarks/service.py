@@ -1,0 +1,327 @@
+"""Service benchmark: text-search latency and throughput of a real `clipsearch serve` (uvicorn on
+127.0.0.1) over an index of N synthetic vectors, as ratios against baselines from the same run.
+
+    python -m benchmarks.service [--n 1000000] [--requests 300] [--concurrency 1,8,32]
+                                 [--write-docs]
+
+- in-process baseline: encode_texts([q]) + IndexVersion.search(q, 10), one query at a time;
+- server p50 at concurrency 1 ÷ that baseline's p50 (target ≤ 1.10);
+- micro-batching on ÷ off at concurrency 32, in requests/s (target ≥ 2×, at no worse p99).
+
+Every query text is distinct and the text cache is off, so each request runs the model. The index
+is made once (cached under .bench_cache/): vectors clustered around the starter's embeddings of
+ImageNet class prompts (so text queries have real neighbours), written with the indexer's own
+file writers and FAISS builder, published like any other version.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks._common import report
+
+REPO = Path(__file__).resolve().parent.parent
+TEMPLATES = ["a photo of a {}", "a {} at night", "a close-up of a {}", "two {}s on a table",
+             "a drawing of a {}", "a {} in the snow", "a blurry picture of a {}"]  # fmt: skip
+
+
+def class_names() -> list[str]:
+    from model.starter import imagenet_class_synonyms
+
+    return [syns[0] for syns in imagenet_class_synonyms() if syns]
+
+
+def query_texts(n: int, offset: int = 0) -> list[str]:
+    """n distinct caption-like queries (distinct so that no cache can answer them)."""
+    names = class_names()
+    out = []
+    for i in range(offset, offset + n):
+        t = TEMPLATES[i % len(TEMPLATES)].format(names[(i * 7919) % len(names)])
+        out.append(f"{t} #{i // (len(TEMPLATES) * len(names))}" if i >= 7 * len(names) else t)
+    return out
+
+
+def make_index(index_dir: Path, n: int, enc, seed: int = 0) -> str:
+    """Publish a version of n synthetic unit vectors (fp16) with items rows, like a build."""
+    from indexer.faiss_build import build_faiss
+    from indexer.publish import live_version, new_version_id, publish, staging_dir
+    from indexer.store import VectorWriter, write_items
+
+    live = live_version(index_dir) if index_dir.is_dir() else None
+    if live is not None:
+        manifest = json.loads((index_dir / "versions" / live / "manifest.json").read_text())
+        if manifest["count"] == n and manifest["fingerprint"] == enc.fingerprint:
+            return live
+    index_dir.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    names = class_names()
+    centers = enc.encode_texts([f"a photo of a {c}" for c in names])  # (C, D)
+    rng = np.random.default_rng(seed)
+    version = new_version_id()
+    staging = staging_dir(index_dir, version)
+    writer = VectorWriter(staging / "vectors.npy", n, enc.dim)
+    chunk = 65536
+    for start in range(0, n, chunk):
+        m = min(chunk, n - start)
+        c = rng.integers(0, len(centers), m)
+        noise = rng.standard_normal((m, enc.dim)).astype(np.float32) / np.sqrt(enc.dim)
+        v = centers[c] + 0.8 * noise  # cos to its centre ≈ 0.8
+        writer.write(v / np.linalg.norm(v, axis=1, keepdims=True))
+    writer.close()
+    write_items(
+        staging / "items.sqlite",
+        (
+            {"id": i, "path": f"synthetic/{i:07d}.jpg", "sha256": f"{i:064x}", "size": 0,
+             "mtime_ns": 0, "width": 256, "height": 256, "caption": None, "extra": {}}
+            for i in range(n)
+        ),
+    )  # fmt: skip
+    ids = np.arange(n, dtype=np.int64)
+    built = build_faiss(
+        staging / "vectors.npy", ids, enc.dim,
+        queries=lambda: enc.encode_texts(query_texts(500, offset=10**6)),
+    )  # fmt: skip
+    import faiss
+
+    faiss.write_index(built.index, str(staging / "images.faiss"))
+    manifest = {
+        "model": enc.spec,
+        "fingerprint": enc.fingerprint,
+        "dim": enc.dim,
+        "count": n,
+        "root": str(index_dir / "no-files"),
+        "source": "synthetic",
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "parent": None,
+        **built.manifest_fields(),
+    }
+    publish(index_dir, staging, version, manifest)
+    took = time.perf_counter() - t0
+    print(f"made {n:,}-vector index {version} ({built.factory}, recall@10 "
+          f"{built.recall_at_10:.3f}) in {took:.0f}s", file=sys.stderr)  # fmt: skip
+    return version
+
+
+def percentile(xs: list[float], p: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
+
+
+def in_process(index_dir: Path, enc, queries: list[str]) -> dict[str, float]:
+    from indexer import open_index
+
+    v = open_index(index_dir)
+    try:
+        for q in queries[:10]:
+            v.search(enc.encode_texts([q]), 10)
+        times = []
+        for q in queries[10:]:
+            t0 = time.perf_counter()
+            v.search(enc.encode_texts([q]), 10)
+            times.append(time.perf_counter() - t0)
+    finally:
+        v.close()
+    return {"p50_ms": 1000 * statistics.median(times), "p99_ms": 1000 * percentile(times, 99)}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """`clipsearch serve` in a subprocess on loopback, waited for until /readyz answers."""
+
+    def __init__(self, index_dir: Path, batching: bool) -> None:
+        self.port = free_port()
+        env = {**os.environ, "CLIPSEARCH_TEXT_CACHE_SIZE": "0",
+               "CLIPSEARCH_BATCHING": "true" if batching else "false"}  # fmt: skip
+        cmd = [sys.executable, "-m", "app.cli", "serve", "--index", str(index_dir),
+               "--port", str(self.port), "--log-level", "warning"]  # fmt: skip
+        self.proc = subprocess.Popen(cmd, cwd=REPO, env=env)
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def wait_ready(self, timeout: float = 600) -> None:
+        import httpx
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}")
+            try:
+                if httpx.get(self.url + "/readyz", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        raise TimeoutError("server not ready")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+async def load(url: str, queries: list[str], concurrency: int) -> dict[str, float]:
+    """`concurrency` clients each sending one request after another until all are answered."""
+    import httpx
+
+    latencies: list[float] = []
+    errors = 0
+    it = iter(queries)
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as client:
+
+        async def worker() -> None:
+            nonlocal errors
+            for q in it:
+                t0 = time.perf_counter()
+                r = await client.post("/search", json={"text": q, "k": 10})
+                latencies.append(time.perf_counter() - t0)
+                errors += r.status_code != 200
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        wall = time.perf_counter() - t0
+    return {
+        "p50_ms": 1000 * statistics.median(latencies),
+        "p99_ms": 1000 * percentile(latencies, 99),
+        "req_per_s": len(latencies) / wall,
+        "errors": errors,
+    }
+
+
+def run_server(index_dir: Path, batching: bool, levels: list[int], n_req: int, offset: int):
+    server = Server(index_dir, batching)
+    try:
+        server.wait_ready()
+        out = {}
+        for i, c in enumerate(levels):
+            base = offset + i * 10 * n_req
+            asyncio.run(load(server.url, query_texts(max(2 * c, 20), base), c))  # warm-up
+            out[str(c)] = asyncio.run(load(server.url, query_texts(n_req, base + 5 * n_req), c))
+        return out
+    finally:
+        server.stop()
+
+
+def write_docs(results: dict) -> None:
+    path = REPO / "docs" / "benchmarks.md"
+    on, off, base = results["batching_on"], results["batching_off"], results["in_process"]
+    rows = "\n".join(
+        f"| {c} | {on[c]['p50_ms']:.1f} | {on[c]['p99_ms']:.1f} | {on[c]['req_per_s']:.0f} | "
+        + (f"{off[c]['p50_ms']:.1f} | {off[c]['p99_ms']:.1f} | {off[c]['req_per_s']:.0f} |"
+           if c in off else "— | — | — |")
+        for c in on
+    )  # fmt: skip
+    r = results["ratios"]
+    section = f"""## Service
+
+```bash
+.venv/bin/python -m benchmarks.service --write-docs   # makes/reuses a {results["n"]:,}-vector index
+```
+
+Text search (`POST /search {{"text": …, "k": 10}}`, every query distinct, text cache off) against a
+real `clipsearch serve` (uvicorn, 1 worker) on 127.0.0.1, load generated by an httpx client in
+another process on the same 2 cores. Index: {results["n"]:,} synthetic vectors (dim
+{results["dim"]}, `{results["factory"]}`), starter model. In-process baseline: `encode_texts([q])`
++ `IndexVersion.search(q, 10)`, p50 {base["p50_ms"]:.1f} ms, p99 {base["p99_ms"]:.1f} ms.
+
+| concurrency | batching on p50 ms | p99 ms | req/s | batching off p50 ms | p99 ms | req/s |
+| --- | --- | --- | --- | --- | --- | --- |
+{rows}
+
+| ratio | result | target |
+| --- | --- | --- |
+| server p50 (c=1) ÷ in-process encode+search p50 | {r["server_over_inprocess_p50"]:.2f} | ≤ 1.10 |
+| req/s at c=32, batching on ÷ off | {r["batching_speedup_c32"]:.2f}× | ≥ 2× |
+| p99 at c=32, batching on ÷ off | {r["batching_p99_ratio_c32"]:.2f} | ≤ 1.0 |
+
+Measured {results["date"]}; the machine's cores were shared with other work, so absolute
+numbers move by ±20 % between runs; the ratios are the result.
+"""
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    pattern = re.compile(r"^## Service\n.*?(?=^## |\Z)", re.S | re.M)
+    text = pattern.sub(section + "\n", text) if pattern.search(text) else (
+        text.rstrip("\n") + "\n\n" + section)  # fmt: skip
+    path.write_text(text)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--n", type=int, default=1_000_000, help="synthetic vectors in the index")
+    ap.add_argument("--requests", type=int, default=300, help="timed requests per level")
+    ap.add_argument("--concurrency", default="1,8,32")
+    ap.add_argument("--off-levels", default="1,32", help="levels to run with batching off")
+    ap.add_argument("--cache-dir", default=str(REPO / ".bench_cache"))
+    ap.add_argument("--write-docs", action="store_true", help="update docs/benchmarks.md")
+    args = ap.parse_args()
+    levels = [int(x) for x in args.concurrency.split(",")]
+    off_levels = [int(x) for x in args.off_levels.split(",")]
+
+    from model import load_encoder
+
+    enc = load_encoder("starter", device="cpu")
+    index_dir = Path(args.cache_dir) / f"service-{args.n}"
+    make_index(index_dir, args.n, enc)
+    from indexer import open_index
+
+    v = open_index(index_dir)
+    factory, dim = v.factory, v.dim
+    v.close()
+    base = in_process(index_dir, enc, query_texts(args.requests + 10, offset=2 * 10**6))
+    del enc
+    on = run_server(index_dir, True, levels, args.requests, offset=3 * 10**6)
+    off = run_server(index_dir, False, off_levels, args.requests, offset=4 * 10**6)
+    c32 = str(max(levels))
+    results = {
+        "n": args.n,
+        "dim": dim,
+        "factory": factory,
+        "requests_per_level": args.requests,
+        "in_process": base,
+        "batching_on": on,
+        "batching_off": off,
+        "ratios": {
+            "server_over_inprocess_p50": on[str(min(levels))]["p50_ms"] / base["p50_ms"],
+            "batching_speedup_c32": on[c32]["req_per_s"] / off[c32]["req_per_s"]
+            if c32 in off
+            else float("nan"),
+            "batching_p99_ratio_c32": on[c32]["p99_ms"] / off[c32]["p99_ms"]
+            if c32 in off
+            else float("nan"),
+        },  # fmt: skip
+        "date": datetime.now(UTC).strftime("%Y-%m-%d"),
+    }
+    rows = [("in-process p50 / p99 ms", f"{base['p50_ms']:.1f} / {base['p99_ms']:.1f}")]
+    for name, res in (("on", on), ("off", off)):
+        for c, m in res.items():
+            p50, p99, rps, err = m["p50_ms"], m["p99_ms"], m["req_per_s"], m["errors"]
+            line = f"p50 {p50:.1f} ms, p99 {p99:.1f} ms, {rps:.0f} req/s, {err} errors"
+            rows.append((f"batching {name}, c={c}", line))
+    for k, val in results["ratios"].items():
+        rows.append((k, f"{val:.2f}"))
+    report("service", results, rows)
+    if args.write_docs:
+        write_docs(results)
+
+
+if __name__ == "__main__":
+    main()
