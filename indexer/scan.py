@@ -93,6 +93,10 @@ def scan_folder(folder: Path, exclude: Iterable[Path] = ()) -> ScanResult:
             try:
                 is_link = child.is_symlink()
                 real = p.resolve() if is_link else None
+                if real is not None and not real.exists():
+                    if p.suffix.lower() in IMAGE_EXTENSIONS:
+                        skipped.append(Skip(rel_of(p), "file_not_found", "broken symlink"))
+                    continue
                 if real is not None and not real.is_relative_to(root):
                     if p.suffix.lower() in IMAGE_EXTENSIONS or real.is_dir():
                         skipped.append(
@@ -104,9 +108,7 @@ def scan_folder(folder: Path, exclude: Iterable[Path] = ()) -> ScanResult:
                         walk(p)
                     continue
                 if not child.is_file():
-                    if is_link:
-                        skipped.append(Skip(rel_of(p), "file_not_found", "broken symlink"))
-                    continue
+                    continue  # sockets, fifos, devices
             except OSError as e:
                 skipped.append(Skip(rel_of(p), "unreadable", str(e)))
                 continue
@@ -170,19 +172,20 @@ def scan_manifest(path: Path, kind: str) -> ScanResult:
             for k, v in row.items()
             if k not in (column, "caption")
         }
-        rows.append(((base / raw).resolve(), raw, caption, extra))
+        abs_path = (base / raw).resolve()
+        if not abs_path.is_file():
+            skipped.append(Skip(raw, "file_not_found", "no such file"))
+            continue
+        rows.append((abs_path, raw, caption, extra))
     if not rows:
         return ScanResult(root=base, entries=[], skipped=skipped)
     # The corpus root is the deepest folder holding every listed image.
     root = Path(os.path.commonpath([str(p.parent) for p, *_ in rows]))
     entries: dict[str, Entry] = {}
-    for abs_path, raw, caption, extra in rows:
+    for abs_path, _raw, caption, extra in rows:
         rel = abs_path.relative_to(root).as_posix()
         if rel in entries:
             skipped.append(Skip(rel, "duplicate_path", "listed more than once in the manifest"))
-            continue
-        if not abs_path.is_file():
-            skipped.append(Skip(rel, "file_not_found", f"{raw}: no such file"))
             continue
         entries[rel] = Entry(rel=rel, abs=abs_path, caption=caption, extra=extra)
     return ScanResult(
