@@ -1,0 +1,297 @@
+// clipsearch web page: plain JavaScript against the documented HTTP API, no build step.
+"use strict";
+
+const K = 24;
+const $ = (id) => document.getElementById(id);
+const state = { hits: new Map(), current: null, info: null };
+
+async function api(path, body) {
+  const init = { method: body ? "POST" : "GET" };
+  if (body instanceof FormData) init.body = body;
+  else if (body) {
+    init.body = JSON.stringify(body);
+    init.headers = { "Content-Type": "application/json" };
+  }
+  let res;
+  try {
+    res = await fetch(path, init);
+  } catch (err) {
+    throw new Error("The server cannot be reached. Is clipsearch still running?");
+  }
+  const data = await res.json().catch(() => null);
+  if (!res.ok) {
+    const msg = data && data.error ? data.error.message : `The server answered ${res.status}.`;
+    throw new Error(msg);
+  }
+  return data;
+}
+
+function showMessage(text) {
+  const box = $("message");
+  box.textContent = text || "";
+  box.hidden = !text;
+}
+
+function setLoading(on) {
+  $("loading").hidden = !on;
+  $("grid").setAttribute("aria-busy", on ? "true" : "false");
+}
+
+function fmtScore(s) {
+  return s.toFixed(3);
+}
+
+function renderHits(title, hits) {
+  const grid = $("grid");
+  grid.replaceChildren();
+  state.hits.clear();
+  $("results-title").hidden = false;
+  $("results-title").textContent = hits.length ? title : `${title}: no matches`;
+  for (const hit of hits) {
+    state.hits.set(hit.id, hit);
+    const li = document.createElement("li");
+    li.className = "card";
+    li.tabIndex = 0;
+    li.dataset.id = hit.id;
+    li.setAttribute("aria-label", `${hit.path}, score ${fmtScore(hit.score)}. Press Enter for details.`);
+    const img = document.createElement("img");
+    img.src = hit.thumbnail_url;
+    img.alt = hit.caption || hit.path;
+    img.loading = "lazy";
+    const info = document.createElement("div");
+    info.className = "info";
+    const path = document.createElement("span");
+    path.className = "path";
+    path.textContent = hit.path;
+    path.title = hit.path;
+    const score = document.createElement("span");
+    score.className = "score";
+    score.textContent = fmtScore(hit.score);
+    info.append(path, score);
+    const more = document.createElement("button");
+    more.type = "button";
+    more.className = "more";
+    more.textContent = "More like this";
+    more.addEventListener("click", (ev) => {
+      ev.stopPropagation();
+      searchSimilar(hit);
+    });
+    li.append(img, info, more);
+    li.addEventListener("click", () => openDetails(hit));
+    li.addEventListener("keydown", (ev) => {
+      if (ev.key === "Enter" && ev.target === li) {
+        ev.preventDefault(); // else the same Enter would also press the dialog's focused button
+        openDetails(hit);
+      }
+    });
+    grid.append(li);
+  }
+}
+
+async function runSearch(title, request) {
+  showMessage("");
+  setLoading(true);
+  try {
+    const data = await request();
+    renderHits(title, data.hits);
+    return data;
+  } catch (err) {
+    showMessage(err.message);
+  } finally {
+    setLoading(false);
+  }
+}
+
+function searchText(text) {
+  $("query-view").hidden = true;
+  return runSearch(`Images for “${text}”`, () => api("/search", { text, k: K }));
+}
+
+function searchSimilar(hit) {
+  closeDetails();
+  $("query-view").hidden = true;
+  $("query").value = "";
+  return runSearch(`More like ${hit.path}`, () => api("/search", { image_id: hit.id, k: K }));
+}
+
+async function searchImage(file) {
+  if (!file) return;
+  if (!file.type.startsWith("image/")) {
+    showMessage(`“${file.name}” is not an image. Choose a JPEG, PNG, WebP, GIF, BMP or TIFF file.`);
+    return;
+  }
+  $("query").value = "";
+  const preview = $("query-image");
+  if (preview.src.startsWith("blob:")) URL.revokeObjectURL(preview.src);
+  preview.src = URL.createObjectURL(file);
+  $("captions").replaceChildren();
+  const form = new FormData();
+  form.append("image", file);
+  form.append("k", String(K));
+  const data = await runSearch(`Images like ${file.name}`, () => api("/search", form));
+  if (!data) {
+    $("query-view").hidden = true;
+    return;
+  }
+  $("query-view").hidden = false;
+  if (state.info && state.info.has_texts) {
+    const textForm = new FormData();
+    textForm.append("image", file);
+    textForm.append("k", "5");
+    textForm.append("target", "texts");
+    try {
+      const texts = await api("/search", textForm);
+      renderCaptions(texts.hits);
+    } catch (err) {
+      renderCaptions([], err.message);
+    }
+  } else {
+    renderCaptions([], "This index has no caption corpus.");
+  }
+}
+
+function renderCaptions(hits, note) {
+  const list = $("captions");
+  list.replaceChildren();
+  if (note) {
+    const li = document.createElement("li");
+    li.textContent = note;
+    list.append(li);
+  }
+  for (const hit of hits) {
+    const li = document.createElement("li");
+    li.textContent = hit.text;
+    const s = document.createElement("span");
+    s.className = "score";
+    s.textContent = fmtScore(hit.score);
+    li.append(s);
+    list.append(li);
+  }
+}
+
+function openDetails(hit) {
+  state.current = hit;
+  $("details-image").src = hit.url;
+  $("details-image").alt = hit.caption || hit.path;
+  $("details-title").textContent = hit.path;
+  const meta = $("details-meta");
+  meta.replaceChildren();
+  const rows = [
+    ["Score", fmtScore(hit.score)],
+    ["Size", `${hit.width} × ${hit.height} px`],
+    ["Caption", hit.caption || "—"],
+    ["Id", hit.id],
+  ];
+  for (const [k, v] of rows) {
+    const dt = document.createElement("dt");
+    dt.textContent = k;
+    const dd = document.createElement("dd");
+    dd.textContent = v;
+    meta.append(dt, dd);
+  }
+  $("details").showModal();
+  $("details").querySelector(".close-form button").focus();
+}
+
+function closeDetails() {
+  if ($("details").open) $("details").close();
+}
+
+async function classify(ev) {
+  ev.preventDefault();
+  const file = $("classify-file").files[0];
+  const bars = $("bars");
+  bars.replaceChildren();
+  showMessage("");
+  if (!file) {
+    showMessage("Choose an image to classify.");
+    return;
+  }
+  const form = new FormData();
+  form.append("image", file);
+  form.append("labels", $("labels").value);
+  const button = ev.target.querySelector("button");
+  button.disabled = true;
+  button.textContent = "Classifying…";
+  try {
+    const data = await api("/classify", form);
+    for (const { label, score } of data.labels) {
+      const li = document.createElement("li");
+      const name = document.createElement("span");
+      name.textContent = label;
+      const track = document.createElement("span");
+      track.className = "track";
+      const fill = document.createElement("span");
+      fill.className = "fill";
+      fill.style.display = "block";
+      fill.style.width = `${(score * 100).toFixed(1)}%`;
+      track.append(fill);
+      const pct = document.createElement("span");
+      pct.className = "pct";
+      pct.textContent = `${(score * 100).toFixed(1)}%`;
+      li.append(name, track, pct);
+      bars.append(li);
+    }
+  } catch (err) {
+    showMessage(err.message);
+  } finally {
+    button.disabled = false;
+    button.textContent = "Classify";
+  }
+}
+
+async function loadStatus() {
+  try {
+    const info = await api("/stats");
+    state.info = info;
+    $("status").textContent =
+      `${info.count.toLocaleString()} images · model ${info.model} · index ${info.index_version}`;
+  } catch (err) {
+    $("status").textContent = `not ready: ${err.message}`;
+  }
+}
+
+function wireDropZone() {
+  const drop = $("drop");
+  const file = $("file");
+  drop.addEventListener("click", () => file.click());
+  drop.addEventListener("keydown", (ev) => {
+    if (ev.key === "Enter" || ev.key === " ") {
+      ev.preventDefault();
+      file.click();
+    }
+  });
+  file.addEventListener("change", () => {
+    searchImage(file.files[0]);
+    file.value = "";
+  });
+  for (const type of ["dragenter", "dragover"]) {
+    drop.addEventListener(type, (ev) => {
+      ev.preventDefault();
+      drop.classList.add("over");
+    });
+  }
+  for (const type of ["dragleave", "drop"]) {
+    drop.addEventListener(type, () => drop.classList.remove("over"));
+  }
+  drop.addEventListener("drop", (ev) => {
+    ev.preventDefault();
+    searchImage(ev.dataTransfer.files[0]);
+  });
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  $("text-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const text = $("query").value.trim();
+    if (!text) {
+      showMessage("Type what you are looking for, e.g. “a cup of coffee”.");
+      return;
+    }
+    searchText(text);
+  });
+  $("details-more").addEventListener("click", () => state.current && searchSimilar(state.current));
+  $("classify-form").addEventListener("submit", classify);
+  wireDropZone();
+  loadStatus();
+});
