@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
@@ -14,7 +13,7 @@ import numpy as np
 
 from model import zeroshot as zs
 
-from .engine import SearchEngine, parse_id
+from .engine import SearchEngine, SearchJob, parse_id
 from .errors import ApiError
 from .limits import check_text, decode_b64
 
@@ -98,7 +97,7 @@ async def term_vector(
         with t.stage("encode"):
             return await engine.embed_text(text)
     if term.image_id is not None:
-        return stored_vector(version, term.image_id)
+        return await engine.run_io(stored_vector, version, term.image_id)
     if term.image_b64 is not None:
         return await image_vector(engine, decode_b64(term.image_b64), t)
     assert term.embedding is not None
@@ -164,17 +163,10 @@ async def search(engine: SearchEngine, req: SearchRequest, upload: bytes | None)
                 if req.min_score is None or h.score >= req.min_score
             ]
         else:
-            search_fn = functools.partial(
-                version.search,
-                q[None, :],
-                req.k,
-                path_prefix=req.path_prefix,
-                where=req.where,
-                min_score=req.min_score,
-            )
+            job = SearchJob(version, q, req.k, req.path_prefix, req.where, req.min_score)
             with t.stage("search"):
-                found = await engine.run_io(search_fn)
-            hits = [image_hit(h.item, h.score) for h in found[0]]
+                found = await engine.search_images(job)
+            hits = [image_hit(h.item, h.score) for h in found]
         return SearchResponse(
             hits=hits, model=engine.model_spec, index_version=version.id, timings_ms=t.done()
         )
@@ -205,7 +197,7 @@ async def classify(
         img = await image_vector(engine, decode_b64(req.image_b64), t)
     else:
         with engine.lease() as version:
-            img = stored_vector(version, req.image_id or "")
+            img = await engine.run_io(stored_vector, version, req.image_id or "")
     with t.stage("labels"):
         label_embs = await engine.label_embeddings(labels, templates)
     probs = zs.probabilities(img[None, :], label_embs, engine.logit_scale)[0]  # (L,)

@@ -126,3 +126,19 @@ def test_jpeg_reencoded_upload_still_matches(client):
     data = jpeg_bytes(sample_photo("astronaut").resize((200, 200)), quality=60)
     r = client.post("/search", files={"image": ("a.jpg", data, "image/jpeg")}, data={"k": "1"})
     assert names(r.json()["hits"]) == ["astronaut"]
+
+
+def test_concurrent_queries_batched_together_answer_like_single_ones(client):
+    from concurrent.futures import ThreadPoolExecutor
+
+    bodies = [
+        {"text": t, "k": k, **extra}
+        for t in ("a cat", "a rocket", "a cup of coffee")
+        for k, extra in ((1, {}), (4, {}), (5, {"min_score": 0.3}), (2, {"path_prefix": "c"}))
+    ]
+    alone = [client.post("/search", json=b).json()["hits"] for b in bodies]
+    with ThreadPoolExecutor(8) as pool:
+        together = list(pool.map(lambda b: client.post("/search", json=b).json()["hits"], bodies))
+    for a, b in zip(alone, together, strict=True):
+        assert [h["id"] for h in a] == [h["id"] for h in b]
+        assert [h["score"] for h in a] == pytest.approx([h["score"] for h in b], abs=1e-5)
