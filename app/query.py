@@ -75,8 +75,8 @@ def given_vector(embedding: list[float], dim: int) -> np.ndarray:
         raise ApiError(
             422, "dimension_mismatch", f"embedding has {len(embedding)} values; the model has {dim}"
         )
-    vec = np.asarray(embedding, dtype=np.float32)
-    if not np.isfinite(vec).all():  # finite float64 can still overflow float32
+    vec = np.asarray(embedding, dtype=np.float64)
+    if np.abs(vec).max() > np.finfo(np.float32).max:  # finite in JSON, infinite as float32
         raise ApiError(422, "invalid_embedding", "embedding values must be finite float32")
     return normalise(vec, "embedding")
 
