@@ -73,6 +73,8 @@ class Searcher:
     rerank_k: int = 100
     ivf: bool = False  # native-id IVF index: takes SearchParametersIVF
     nprobe: int = 0
+    nlist: int = 0
+    exact_filter_limit: int = EXACT_FILTER_LIMIT
 
     def rows_of(self, ids: np.ndarray) -> np.ndarray:
         return np.searchsorted(self.ids, ids)
@@ -91,7 +93,7 @@ class Searcher:
         if len(self.ids) == 0 or (allowed_ids is not None and len(allowed_ids) == 0):
             return [[] for _ in range(len(q))]
         if allowed_ids is not None and (
-            len(allowed_ids) <= EXACT_FILTER_LIMIT or not (self.ivf or self.rerank)
+            len(allowed_ids) <= self.exact_filter_limit or not (self.ivf or self.rerank)
         ):
             rows = np.sort(self.rows_of(np.asarray(allowed_ids, dtype=np.int64)))
             return self._exact(q, k, rows, min_score)
@@ -102,7 +104,7 @@ class Searcher:
         todo = np.arange(len(q))
         kk = min(n_allowed, max(k, self.rerank_k) if self.rerank else k)
         while len(todo):
-            hits, below_min, full = self._ann(q[todo], kk, sel, min_score)
+            hits, below_min, full = self._ann(q[todo], kk, sel, min_score, n_allowed)
             retry = []
             for j, qi in enumerate(todo):
                 h = hits[j][:k]
@@ -118,17 +120,24 @@ class Searcher:
         return results  # type: ignore[return-value]
 
     def _ann(
-        self, q: np.ndarray, kk: int, sel: faiss.IDSelector | None, min_score: float | None
+        self,
+        q: np.ndarray,
+        kk: int,
+        sel: faiss.IDSelector | None,
+        min_score: float | None,
+        n_allowed: int,
     ) -> tuple[list[list[tuple[int, float]]], list[bool], list[bool]]:
         """→ hits per query (after re-rank and min_score), whether a candidate already fell
         below min_score (more candidates cannot add hits), and whether all kk slots came back."""
         params = None
         if sel is not None:
-            params = (
-                faiss.SearchParametersIVF(sel=sel, nprobe=self.nprobe)
-                if self.ivf
-                else faiss.SearchParameters(sel=sel)
-            )
+            if self.ivf:
+                # A filter keeping a fraction f of the items leaves ~f of each probed list:
+                # probe 1/f times more lists to see as many candidates as an unfiltered search.
+                nprobe = min(self.nlist, -(-self.nprobe * len(self.ids) // n_allowed))
+                params = faiss.SearchParametersIVF(sel=sel, nprobe=max(1, nprobe))
+            else:
+                params = faiss.SearchParameters(sel=sel)
         scores, cand = self.index.search(q, kk, params=params)
         out, below, full = [], [], []
         for qi in range(len(q)):
