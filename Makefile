@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: install run test test-fast lint format bench clean
+.PHONY: install run test test-fast lint format screenshots clean
 
 install: $(VENV)/.installed
 
@@ -17,7 +17,7 @@ $(VENV)/.installed: pyproject.toml
 
 ## run: install, build the starter model, build the demo index, serve on http://$(HOST):$(PORT)
 run: install
-	$(BIN)/clipsearch model starter
+	$(BIN)/clipsearch demo --host $(HOST) --port $(PORT)
 
 ## test: everything CI runs: lint, then the whole suite including slow tests
 test: install lint
@@ -34,6 +34,10 @@ lint: install
 format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+## screenshots: refresh docs/screenshots from the browser tests
+screenshots: install
+	CLIPSEARCH_SCREENSHOTS=docs/screenshots $(BIN)/pytest -q tests/web
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

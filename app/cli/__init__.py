@@ -9,13 +9,14 @@ import os
 import sys
 from collections.abc import Sequence
 
-from . import index_cmds, model_cmds, serve_cmd
+from . import demo_cmd, index_cmds, model_cmds, serve_cmd
 from ._output import fail
 
 # Each module exposes register(subparsers); order here is the order in `clipsearch --help`.
-COMMAND_MODULES = [model_cmds, index_cmds, serve_cmd]
+COMMAND_MODULES = [model_cmds, index_cmds, serve_cmd, demo_cmd]
 
 EPILOG = """examples:
+  clipsearch demo                                build a demo index and serve the web page
   clipsearch model starter                       build the offline starter model (once)
   clipsearch classify cat.jpg --labels "a cat,a dog,a cup of coffee"
   clipsearch embed --text "a red car" --text "a bicycle"

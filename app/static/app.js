@@ -57,12 +57,12 @@ function renderHits(title, hits) {
     const img = document.createElement("img");
     img.src = hit.thumbnail_url;
     img.alt = hit.caption || hit.path;
-    img.loading = "lazy";
+    img.decoding = "async";
     const info = document.createElement("div");
     info.className = "info";
     const path = document.createElement("span");
     path.className = "path";
-    path.textContent = hit.path;
+    path.textContent = hit.path.split("/").pop();
     path.title = hit.path;
     const score = document.createElement("span");
     score.className = "score";

@@ -3,7 +3,6 @@ and a headless Chromium driven by Playwright."""
 
 from __future__ import annotations
 
-import csv
 import os
 import shutil
 import socket
@@ -15,19 +14,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.utils.images import write_sample_photos
-
 CHROMIUM = os.environ.get("CLIPSEARCH_CHROMIUM", "/usr/bin/chromium")
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = Path(os.environ.get("CLIPSEARCH_SCREENSHOTS", REPO / "test-artifacts" / "screenshots"))
-
-CAPTIONS = {
-    "cat": "a tabby cat resting its head",
-    "coffee": "a cup of coffee on a saucer",
-    "rocket": "a rocket on the launch pad",
-    "astronaut": "an astronaut in a space suit",
-    "camera": "a man with a camera on a tripod",
-}
 
 
 def _free_port() -> int:
@@ -38,13 +27,11 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="session")
 def web_corpus(tmp_path_factory) -> Path:
+    """The same captioned corpus `clipsearch demo` serves (photos + rendered shapes)."""
+    from app.demo import write_demo_corpus
+
     root = tmp_path_factory.mktemp("web_corpus")
-    photos = write_sample_photos(root / "photos")
-    with open(root / "manifest.csv", "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["path", "caption"])
-        for name, path in photos.items():
-            w.writerow([str(path), CAPTIONS[name]])
+    write_demo_corpus(root)
     return root
 
 
@@ -158,7 +145,7 @@ def screenshot(page, view: str) -> Path:
 def upload_files(tmp_path_factory, web_corpus) -> dict[str, Path]:
     d = tmp_path_factory.mktemp("uploads")
     files = {
-        name: shutil.copy(web_corpus / "photos" / f"{name}.jpg", d / f"{name}.jpg")
+        name: shutil.copy(web_corpus / "images" / "photos" / f"{name}.jpg", d / f"{name}.jpg")
         for name in ("cat", "coffee")
     }
     (d / "notes.txt").write_text("this is not an image")
