@@ -37,3 +37,13 @@ def test_cli_help_imports_no_heavy_modules():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "[]"
+
+
+def test_serving_path_never_imports_training_code():
+    code = (
+        "import sys, app.main, app.cli.serve_cmd, indexer; "
+        "print(sorted(m for m in sys.modules if m.startswith('model.train')))"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]"
