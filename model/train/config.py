@@ -1,0 +1,145 @@
+"""TrainConfig: every knob of a training run in one typed dataclass, loadable from a JSON/YAML
+file and overridable from the command line (file < CLI flags)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import ClipsearchError
+
+
+class ConfigError(ClipsearchError, ValueError):
+    code = "invalid_train_config"
+
+
+@dataclass
+class TrainConfig:
+    # -- data and output
+    train: str = ""  # manifest (.csv/.tsv/.jsonl), folder of x.jpg + x.txt, or .tar shards
+    val: str | None = None  # same formats; evaluated every eval_every steps and at the end
+    out: str = ""  # output dir: final model, train_state/, metrics.csv
+    # -- initialisation
+    init: str = "scratch"  # scratch | starter | hf:<hub id or dir> | <clipsearch checkpoint dir>
+    image_tower: str = "vit_base_patch32_224"  # scratch: timm model name
+    text_tower: str = "bert-base-uncased"  # scratch: transformers id/dir (config + tokenizer)
+    pretrained_towers: bool = False  # scratch: start the towers from their pretrained weights
+    model_config: str | None = None  # scratch: a DualEncoderConfig JSON instead of the two names
+    tokenizer: str | None = None  # tokenizer dir/id (default: the text tower's)
+    embed_dim: int = 512  # scratch: shared embedding width
+    image_head: str = "keep"  # starter only: "linear" swaps ConSE for a linear head (for LiT)
+    # -- objective
+    loss: str = "infonce"  # infonce | siglip
+    # -- optimisation (by steps; batch_size is global: all ranks × all accumulation chunks)
+    steps: int = 1000
+    batch_size: int = 64
+    accum_steps: int = 1  # split each batch into this many chunks; negatives stay full-batch
+    lr: float = 5e-4
+    lr_image: float | None = None  # default: lr
+    lr_text: float | None = None  # default: lr
+    weight_decay: float = 0.1  # never applied to norms, biases or the temperature
+    beta1: float = 0.9
+    beta2: float = 0.98
+    eps: float = 1e-6
+    warmup_steps: int = 100
+    min_lr_ratio: float = 0.0  # cosine floor as a fraction of the peak
+    grad_clip: float = 1.0  # max global grad norm; 0 disables
+    precision: str = "auto"  # auto (bf16/fp16 on GPU, fp32 on CPU) | fp32 | bf16 | fp16
+    # -- LiT-style locking (the towers' projection heads stay trainable)
+    lock_image: bool = False
+    lock_image_unlocked_groups: int = 0  # leave this many last layer groups trainable
+    lock_text: bool = False
+    lock_text_unlocked_layers: int = 0
+    # -- run
+    seed: int = 0
+    workers: int = 2  # DataLoader worker processes
+    device: str | None = None  # default: CUDA if present (per local rank), else CPU
+    augment: bool = False  # mild random resized crops; the eval transform otherwise
+    save_every: int = 500  # step checkpoints for --resume; 0: only at the end
+    keep_checkpoints: int = 2
+    eval_every: int = 0  # 0: evaluate --val only at the end
+    eval_batch_size: int = 64
+    log_every: int = 10
+    tensorboard: bool = True  # if the tensorboard package is installed
+    progress: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)  # free-form notes kept with the run
+
+    def validate(self) -> TrainConfig:
+        if not self.train:
+            raise ConfigError("no training data: give --train DATA")
+        if not self.out:
+            raise ConfigError("no output directory: give --out DIR")
+        for name in ("steps", "batch_size", "accum_steps", "log_every", "keep_checkpoints"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.batch_size % self.accum_steps:
+            raise ConfigError(
+                f"batch_size {self.batch_size} is not divisible by accum_steps {self.accum_steps}"
+            )
+        if self.loss not in ("infonce", "siglip"):
+            raise ConfigError(f"loss must be 'infonce' or 'siglip', got {self.loss!r}")
+        if self.precision not in ("auto", "fp32", "bf16", "fp16"):
+            raise ConfigError(f"precision must be auto/fp32/bf16/fp16, got {self.precision!r}")
+        if self.image_head not in ("keep", "linear"):
+            raise ConfigError(f"image_head must be 'keep' or 'linear', got {self.image_head!r}")
+        if self.lr <= 0 or self.warmup_steps < 0:
+            raise ConfigError("lr must be > 0 and warmup_steps >= 0")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"unknown config keys {unknown}; known keys: {sorted(known)}")
+        return cls(**d)
+
+
+def field_types() -> dict[str, type]:
+    """name → the plain type of each field (Optional stripped), for CLI flag parsing."""
+    hints = typing.get_type_hints(TrainConfig)
+    out = {}
+    for f in dataclasses.fields(TrainConfig):
+        t = hints[f.name]
+        if isinstance(t, types.UnionType) or typing.get_origin(t) is typing.Union:
+            t = next(a for a in typing.get_args(t) if a is not type(None))
+        out[f.name] = typing.get_origin(t) or t
+    return out
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """A JSON or YAML mapping of TrainConfig fields (dashes or underscores in keys)."""
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as e:
+        raise ConfigError(f"cannot read config file {path}: {e}") from e
+    try:
+        if p.suffix.lower() in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text)
+        else:
+            data = json.loads(text)
+    except ValueError as e:  # json.JSONDecodeError and yaml.YAMLError both
+        raise ConfigError(f"{path}: not valid {p.suffix.lstrip('.') or 'JSON'}: {e}") from e
+    except Exception as e:  # yaml.YAMLError does not subclass ValueError
+        raise ConfigError(f"{path}: cannot parse: {e}") from e
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of config keys, got {type(data).__name__}")
+    return {k.replace("-", "_"): v for k, v in data.items()}
+
+
+def make_config(file: str | None = None, **overrides: Any) -> TrainConfig:
+    """Defaults < config file < overrides (None values in overrides mean 'not given')."""
+    d: dict[str, Any] = load_config_file(file) if file else {}
+    d.update({k: v for k, v in overrides.items() if v is not None})
+    return TrainConfig.from_dict(d)
