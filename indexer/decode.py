@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from model import ImageLoadError, load_image
@@ -27,24 +28,44 @@ class DecodedBatch:
 
 
 class ImageFiles(Dataset):
-    """Files → (position, preprocessed tensor | None, (w, h), error). Never raises on a bad file."""
+    """Files → (position, preprocessed tensor | None, (w, h), error). Never raises on a bad file.
 
-    def __init__(self, paths: Sequence[Path], preprocess: Callable[[Any], torch.Tensor]) -> None:
+    `min_size`: JPEGs are decoded at a reduced DCT scale that keeps both sides ≥ this (the
+    model's resize target), so a 12-MP photo costs little more to decode than a small one.
+    """
+
+    def __init__(
+        self,
+        paths: Sequence[Path],
+        preprocess: Callable[[Any], torch.Tensor],
+        min_size: int | None = None,
+    ) -> None:
         self.paths = list(paths)
         self.preprocess = preprocess
+        self.min_size = min_size
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, i: int) -> tuple[int, torch.Tensor | None, tuple[int, int], tuple]:
         try:
-            img = load_image(self.paths[i])
-            return i, self.preprocess(img), img.size, ()
+            img = load_image(self.paths[i], min_size=self.min_size)
+            size = _stored_size(self.paths[i]) if self.min_size else img.size
+            return i, self.preprocess(img), size, ()
         except ImageLoadError as e:
             return i, None, (0, 0), (e.code, _short(str(e), self.paths[i]))
         except Exception as e:  # a preprocessing bug must not kill a million-image build
             log.warning("%s: unexpected decode failure: %r", self.paths[i], e)
             return i, None, (0, 0), ("invalid_image", f"{type(e).__name__}: {e}")
+
+
+def _stored_size(path: Path) -> tuple[int, int]:
+    """(width, height) of the stored image after EXIF orientation, from its header only."""
+    with Image.open(path) as im:
+        w, h = im.size
+        if im.getexif().get(0x0112, 1) in (5, 6, 7, 8):  # rotated by 90°: sides swap
+            w, h = h, w
+    return w, h
 
 
 def _short(message: str, path: Path) -> str:
@@ -75,10 +96,11 @@ def image_loader(
     batch_size: int,
     workers: int,
     pin_memory: bool = False,
+    min_size: int | None = None,
 ) -> DataLoader:
     """Batches of DecodedBatch in file order, decoded by `workers` processes (0 = in-process)."""
     return DataLoader(
-        ImageFiles(paths, preprocess),
+        ImageFiles(paths, preprocess, min_size),
         batch_size=batch_size,
         shuffle=False,
         num_workers=workers,

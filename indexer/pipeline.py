@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import sys
 import time
@@ -235,6 +236,14 @@ def _reusable(prev: Previous | None) -> dict[str, dict[str, Any]]:
     return {r["sha256"]: r for r in prev.by_path.values()}
 
 
+def decode_min_size(enc: Encoder) -> int:
+    """The side the eval transform resizes to: JPEGs need not be decoded any larger than this."""
+    cfg = enc.preprocess_config
+    if cfg.resize_mode == "squash":
+        return int(cfg.size)
+    return int(math.floor(cfg.size / cfg.crop_pct + 1e-6))
+
+
 def _encode(
     enc: Encoder,
     todo: list[str],
@@ -256,6 +265,7 @@ def _encode(
         batch_size,
         workers,
         pin_memory=enc.device.type == "cuda",
+        min_size=decode_min_size(enc),
     )
     pending: dict[str, list] = {"sha": [], "vec": [], "wh": [], "fail": []}
     encoded = 0
