@@ -53,6 +53,7 @@ class BatchStats:
 
 class MicroBatcher(Generic[T, R]):
     """`fn(list[T]) -> Sequence[R]` (same length, same order) run in batches on `executor`.
+    `fn` may put an exception in place of a result to fail that one item; raising fails all.
 
     With `enabled=False` every item is its own call (still off the event loop) — the baseline
     the benchmark compares against. Create inside a running event loop (the app's lifespan).
@@ -153,7 +154,11 @@ class MicroBatcher(Generic[T, R]):
                     fut.set_exception(e)
         else:
             for (_, fut), res in zip(batch, results, strict=True):
-                if not fut.done():
+                if fut.done():
+                    continue
+                if isinstance(res, BaseException):  # one item failed alone (e.g. a bad filter)
+                    fut.set_exception(res)
+                else:
                     fut.set_result(res)
         finally:
             seconds = time.perf_counter() - t0

@@ -11,6 +11,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from model.errors import ClipsearchError
 
+from .batcher import Overloaded
+
 log = logging.getLogger(__name__)
 
 # Error codes raised by the model and indexer layers → HTTP status.
@@ -79,6 +81,11 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
         return error_response(exc.status, exc.code, exc.message, exc.headers)
+
+    @app.exception_handler(Overloaded)
+    async def _overloaded(_: Request, exc: Overloaded) -> JSONResponse:
+        headers = {"Retry-After": str(exc.retry_after)}
+        return error_response(503, "overloaded", str(exc), headers)
 
     @app.exception_handler(ClipsearchError)
     async def _clipsearch_error(_: Request, exc: ClipsearchError) -> JSONResponse:
