@@ -41,23 +41,25 @@ def topk(scores: np.ndarray, k: int) -> np.ndarray:
 def exact_rows(
     vectors: np.ndarray, queries: np.ndarray, k: int, rows: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Exact top-k over `rows` of `vectors` (all rows if None) → (scores, rows), (nq, <=k) each."""
+    """Exact top-k over `rows` of `vectors` (all rows if None) → (scores, rows), (nq, <=k) each.
+
+    Streams the rows in chunks sized so that the (nq, chunk) score block stays ~32 MB."""
     n = len(vectors) if rows is None else len(rows)
+    chunk = int(min(EXACT_CHUNK, max(1024, (8 << 20) // max(1, len(queries)))))
     best_s = np.full((len(queries), 0), -np.inf, dtype=np.float32)
     best_r = np.zeros((len(queries), 0), dtype=np.int64)
-    for start in range(0, n, EXACT_CHUNK):
-        stop = min(n, start + EXACT_CHUNK)
-        if rows is None:  # a plain slice: sequential reads of the memmap
+    for start in range(0, n, chunk):
+        stop = min(n, start + chunk)
+        if rows is None:  # a plain slice: sequential reads
             chunk_rows = np.arange(start, stop)
             block = np.asarray(vectors[start:stop], dtype=np.float32)  # (c, d)
         else:
             chunk_rows = rows[start:stop]
             block = np.asarray(vectors[chunk_rows], dtype=np.float32)
         s = queries @ block.T  # (nq, c)
-        s = np.concatenate([best_s, s], axis=1)
-        r = np.concatenate(
-            [best_r, np.broadcast_to(chunk_rows, (len(queries), len(chunk_rows)))], 1
-        )
+        keep = topk(s, k)  # (nq, ≤k) positions in this chunk
+        s = np.concatenate([best_s, np.take_along_axis(s, keep, axis=1)], axis=1)
+        r = np.concatenate([best_r, chunk_rows[keep]], axis=1)
         keep = topk(s, k)
         best_s = np.take_along_axis(s, keep, axis=1)
         best_r = np.take_along_axis(r, keep, axis=1)

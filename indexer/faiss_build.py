@@ -31,7 +31,7 @@ RECALL_TARGET = 0.95
 RERANK_K = 100  # ANN candidates re-scored exactly per query (at least k)
 MAX_RERANK_K = 1600
 TRAIN_PER_LIST = 48  # k-means training points per IVF list (FAISS warns below 39)
-ADD_CHUNK = 32_768  # rows per add() call
+ADD_CHUNK = 16_384  # rows per add() call
 MARGIN = 64 << 20  # allocator slack kept free inside the memory budget
 _UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 

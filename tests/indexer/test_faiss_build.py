@@ -27,7 +27,7 @@ def test_choose_factory_by_size_and_budget():
     assert choose_factory(1_000_000, 512) == "IVF1024,SQ8"
     assert choose_factory(1_000_000, 512, memory_budget=2 * GiB) == "IVF1024,SQ8"
     assert choose_factory(1_000_000, 512, memory_budget=512 << 20).startswith("IVF1024,PQ")
-    assert choose_factory(40_000, 512, memory_budget=200 << 20).startswith("IVF256,")
+    assert choose_factory(40_000, 512, memory_budget=150 << 20).startswith("IVF256,PQ")
     with pytest.raises(ValueError, match="cannot hold"):
         choose_factory(100_000_000, 512, memory_budget=256 << 20)
 

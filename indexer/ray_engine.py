@@ -1,0 +1,311 @@
+"""The Ray engine of `clipsearch index build|update --engine ray`: decode → encode as Ray Data map
+stages over a Ray cluster, writing the same resumable embedding shards as the local engine; the
+usual plan → FAISS build → publish step then runs here, on the driver, and finds every vector
+already in the shards (so a distributed build equals a local one: same ids, same vectors up to
+float rounding).
+
+Decoding runs as stateless Ray tasks (one CPU each); encoding runs in a pool of actors that load
+the model once (one GPU each when the cluster has GPUs, CPU actors otherwise). Every node must see
+the images and the model under the same paths (a shared filesystem, or the same files everywhere),
+and the driver must be able to write the index directory.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from model import Encoder, load_encoder
+
+from ._fsutil import exclusive_lock
+from .decode import ImageFiles
+from .pipeline import DEFAULT_SHARD_SIZE, _previous, _reusable, build_index, update_index
+from .publish import WORK
+from .report import BuildReport
+from .scan import hash_entries, scan_source
+from .shards import ShardStore
+
+log = logging.getLogger(__name__)
+
+# Environment the workers need to find the same model files as the driver.
+FORWARDED_ENV = (
+    "CLIPSEARCH_CACHE",
+    "HF_HOME",
+    "HF_HUB_OFFLINE",
+    "TRANSFORMERS_OFFLINE",
+    "TOKENIZERS_PARALLELISM",
+)
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    address: str | None = None  # "auto", "ray://host:10001", "host:6379"; None: a local instance
+    encoders: int | None = None  # encoder actors (default: one per GPU, or CPUs // 2)
+    cpus_per_encoder: float = 1.0  # CPU actors only: torch threads per actor
+    decode_batch: int = 16  # images per decode task
+
+
+def ray_build_index(
+    source: str | Path,
+    index_dir: str | Path,
+    encoder: Encoder | str | None = "starter",
+    *,
+    mode: str = "build",
+    ray: RayOptions | None = None,
+    batch_size: int = 32,
+    factory: str | None = None,
+    memory_budget: int | str | None = None,
+    progress: bool = True,
+    shard_size: int | None = None,
+) -> BuildReport:
+    """Encode on a Ray cluster, then plan, build FAISS and publish like `build_index` (mode
+    "build") or `update_index` (mode "update": only new or changed contents are encoded)."""
+    if mode not in ("build", "update"):
+        raise ValueError(f"mode must be 'build' or 'update', not {mode!r}")
+    if batch_size < 1:
+        raise ValueError("batch_size must be at least 1")
+    opts = ray or RayOptions()
+    index_dir = Path(index_dir)
+    index_dir.mkdir(parents=True, exist_ok=True)
+    if encoder is None:  # update: the live version's model
+        prev_version = _previous_spec(index_dir)
+        encoder = prev_version or "starter"
+    enc = load_encoder(encoder) if isinstance(encoder, str) else encoder
+    shard_size = shard_size or int(os.environ.get("CLIPSEARCH_SHARD_SIZE", DEFAULT_SHARD_SIZE))
+    t0 = time.perf_counter()
+    with exclusive_lock(index_dir / WORK / "lock"):
+        todo = _todo(source, index_dir, enc, mode, progress)
+        encoded = 0
+        if todo:
+            store = ShardStore(index_dir / WORK, enc.fingerprint)
+            store.clear_temp()
+            encoded = _encode_on_ray(enc, todo, store, opts, batch_size, shard_size, progress)
+    encode_seconds = time.perf_counter() - t0
+    run = build_index if mode == "build" else update_index
+    report = run(
+        source,
+        index_dir,
+        enc,
+        batch_size=batch_size,
+        factory=factory,
+        memory_budget=memory_budget,
+        progress=progress,
+        shard_size=shard_size,
+    )
+    # The local step found every vector in the shards: report the distributed encode instead.
+    report.encoded, report.resumed = encoded, max(0, report.resumed - encoded)
+    report.encode_seconds = encode_seconds
+    report.seconds = time.perf_counter() - t0
+    report.images_per_s = encoded / encode_seconds if encoded else 0.0
+    return report
+
+
+def _previous_spec(index_dir: Path) -> str | None:
+    from .publish import live_version
+    from .reader import open_index
+
+    if live_version(index_dir) is None:
+        return None
+    v = open_index(index_dir)
+    try:
+        return v.model_spec
+    finally:
+        v.close()
+
+
+def _todo(
+    source: str | Path, index_dir: Path, enc: Encoder, mode: str, progress: bool
+) -> list[tuple[str, str]]:
+    """(sha256, absolute path) of every content neither in the shards nor reusable."""
+    scan = scan_source(source, exclude=[index_dir])
+    prev = _previous(index_dir, enc) if mode == "update" else None
+    known = {
+        p: (r["size"], r["mtime_ns"], r["sha256"])
+        for p, r in (prev.by_path if prev else {}).items()
+    }
+    with tqdm(
+        total=len(scan.entries),
+        desc="hashing",
+        unit="file",
+        disable=not progress,
+        file=sys.stderr,
+        leave=False,
+    ) as bar:
+        entries, _ = hash_entries(scan.entries, known, on_progress=bar.update)
+    reusable = _reusable(prev)
+    if prev:
+        prev.version.close()
+    done = ShardStore(index_dir / WORK, enc.fingerprint).load()
+    first: dict[str, str] = {}
+    for e in entries:
+        first.setdefault(e.sha256, str(e.abs))
+    return [(s, p) for s, p in first.items() if s not in done and s not in reusable]
+
+
+# -- the Ray Data stages ------------------------------------------------------------------------
+
+
+def decode_batch(batch: dict[str, np.ndarray], preprocess: Any, shape: tuple) -> dict:
+    """Paths → preprocessed pixels (zeros for a failed file, whose error code is kept)."""
+    files = ImageFiles([Path(p) for p in batch["path"]], preprocess)
+    n = len(files)
+    pixels = np.zeros((n, *shape), dtype=np.float32)
+    wh = np.zeros((n, 2), dtype=np.int32)
+    code, msg = [""] * n, [""] * n
+    for i in range(n):
+        _, tensor, size, err = files[i]
+        if tensor is None:
+            code[i], msg[i] = err
+        else:
+            pixels[i] = tensor.numpy()
+            wh[i] = size
+    return {
+        "sha": batch["sha"],
+        "pixels": pixels,
+        "wh": wh,
+        "code": np.array(code, dtype=object),
+        "msg": np.array(msg, dtype=object),
+    }
+
+
+class EncodeActor:
+    """Loads the model once per actor and refuses to run if it is not the driver's model (a node
+    with other model files would silently mix embedding spaces)."""
+
+    def __init__(self, spec: str, fingerprint: str, device: str, threads: int) -> None:
+        import torch
+
+        torch.set_num_threads(max(1, threads))
+        self.enc = load_encoder(spec, device=device)
+        if self.enc.fingerprint != fingerprint:
+            raise RuntimeError(
+                f"model {spec!r} on this node has fingerprint {self.enc.fingerprint[:12]}…, the "
+                f"driver's is {fingerprint[:12]}…: every node needs the same model files"
+            )
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        import torch
+
+        ok = np.array([not c for c in batch["code"]], dtype=bool)
+        vec = np.zeros((len(ok), self.enc.dim), dtype=np.float32)
+        if ok.any():
+            vec[ok] = self.enc.encode_pixels(
+                torch.from_numpy(np.ascontiguousarray(batch["pixels"][ok]))
+            )
+        return {
+            "sha": batch["sha"],
+            "vec": vec,
+            "wh": batch["wh"],
+            "code": batch["code"],
+            "msg": batch["msg"],
+        }
+
+
+def _encode_on_ray(
+    enc: Encoder,
+    todo: list[tuple[str, str]],
+    store: ShardStore,
+    opts: RayOptions,
+    batch_size: int,
+    shard_size: int,
+    progress: bool,
+) -> int:
+    """→ the number of images encoded (the rest of `todo` failed to decode)."""
+    import ray
+    import ray.data
+    from PIL import Image
+
+    env = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
+    started_here = not ray.is_initialized()
+    if started_here:
+        ray.init(
+            address=opts.address,
+            runtime_env={"env_vars": env},
+            logging_level=logging.WARNING,
+            log_to_driver=False,
+            include_dashboard=False if opts.address is None else None,
+        )
+    try:
+        resources = ray.cluster_resources()
+        gpus, cpus = int(resources.get("GPU", 0)), int(resources.get("CPU", 1))
+        n_actors = opts.encoders or (gpus if gpus else max(1, cpus // 2))
+        shape = tuple(enc.preprocess(Image.new("RGB", (32, 32))).shape)
+        log.info(
+            "ray: %d nodes, %d CPUs, %d GPUs: %d %s encoder actors for %d images",
+            len(ray.nodes()),
+            cpus,
+            gpus,
+            n_actors,
+            "GPU" if gpus else "CPU",
+            len(todo),
+        )
+        ctx = ray.data.DataContext.get_current()
+        ctx.enable_progress_bars = False
+        ds = ray.data.from_items(
+            [{"sha": s, "path": p} for s, p in todo],
+            override_num_blocks=max(1, min(len(todo) // opts.decode_batch, 4 * cpus)),
+        )
+        ds = ds.map_batches(
+            decode_batch,
+            fn_kwargs={"preprocess": enc.preprocess, "shape": shape},
+            batch_size=opts.decode_batch,
+            num_cpus=1,
+        )
+        ds = ds.map_batches(
+            EncodeActor,
+            fn_constructor_kwargs={
+                "spec": enc.spec,
+                "fingerprint": enc.fingerprint,
+                "device": "cuda" if gpus else "cpu",
+                "threads": int(opts.cpus_per_encoder),
+            },
+            batch_size=batch_size,
+            compute=ray.data.ActorPoolStrategy(size=n_actors),
+            num_gpus=1 if gpus else 0,
+            num_cpus=0 if gpus else opts.cpus_per_encoder,
+        )
+        return _collect(ds, enc.dim, len(todo), store, shard_size, progress)
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def _collect(
+    ds: Any, dim: int, total: int, store: ShardStore, shard_size: int, progress: bool
+) -> int:
+    """Stream the encoded rows back and write a shard every `shard_size` images; → count."""
+    encoded = 0
+    sha: list[str] = []
+    vec: list[np.ndarray] = []
+    wh: list[tuple[int, int]] = []
+    fail: list[tuple[str, str, str]] = []
+
+    def flush() -> None:
+        if sha or fail:
+            store.write(sha, np.concatenate(vec) if vec else np.zeros((0, dim)), wh, fail)
+        sha.clear(), vec.clear(), wh.clear(), fail.clear()
+
+    with tqdm(
+        total=total, desc="encoding (ray)", unit="img", disable=not progress, file=sys.stderr
+    ) as bar:
+        for b in ds.iter_batches(batch_size=None, batch_format="numpy"):
+            ok = np.array([not c for c in b["code"]], dtype=bool)
+            for s, c, m in zip(b["sha"][~ok], b["code"][~ok], b["msg"][~ok], strict=True):
+                fail.append((str(s), str(c), str(m)))
+            sha.extend(str(s) for s in b["sha"][ok])
+            encoded += int(ok.sum())
+            vec.append(np.asarray(b["vec"][ok], dtype=np.float32))
+            wh.extend((int(w), int(h)) for w, h in b["wh"][ok])
+            bar.update(len(ok))
+            if len(sha) + len(fail) >= shard_size:
+                flush()
+        flush()
+    return encoded
