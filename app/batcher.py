@@ -3,7 +3,8 @@
 Concurrent requests each `await batcher.submit(item)`; one dispatcher task groups whatever is
 queued into batches of up to `max_batch` and runs `fn(batch)` on the pool, so the event loop never
 blocks on the model. A lone request is dispatched at once (no added latency); while a batch is
-running the next one fills up, and it lingers up to `max_wait_ms` for stragglers. Beyond
+running the next one fills up on its own ("natural" batching). With several workers, a batch that
+would start while another is still running lingers up to `max_wait_ms` to fill up. Beyond
 `max_queue` waiting requests, `submit` fails fast with Overloaded (→ 503 + Retry-After).
 """
 

@@ -38,7 +38,7 @@ class Settings(BaseSettings):
     # Encoder scheduling
     batching: bool = True  # micro-batch concurrent encoder calls (off: one call per request)
     max_batch: int = Field(32, ge=1)
-    batch_wait_ms: float = Field(2.0, ge=0.0, le=100.0)  # linger for more work while busy
+    batch_wait_ms: float = Field(2.0, ge=0.0, le=100.0)  # linger (encode_workers > 1 only)
     encode_workers: int = Field(1, ge=1)  # threads running the model (each batch uses torch's pool)
     search_workers: int = Field(2, ge=1)  # threads for FAISS, decoding and thumbnails
     max_queue: int = Field(256, ge=1)  # queued encoder requests before 503 + Retry-After

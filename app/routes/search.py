@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 
 from .. import query
 from ..bodies import read_body
@@ -47,9 +47,11 @@ OPENAPI = body(
     responses=error_responses(401, 404, 413, 415, 422, 503),
     openapi_extra=OPENAPI,
 )
-async def search(request: Request, engine: EngineDep) -> SearchResponse:
+async def search(request: Request, engine: EngineDep) -> Response:
     """Search the index with a text, an image, a vector or weighted terms."""
     req, files = await read_body(
         request, SearchRequest, json_fields=("embedding", "terms", "where")
     )
-    return await query.search(engine, req, files[0] if files else None)
+    result = await query.search(engine, req, files[0] if files else None)
+    # Already a validated model: serialise it once here instead of FastAPI re-validating it.
+    return Response(result.model_dump_json(), media_type="application/json")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import shutil
 
 import pytest
 from PIL import Image
@@ -154,3 +155,24 @@ def test_texts_target_without_text_corpus_is_422(two_version_index, starter_enco
         wait_ready(c)
         r = c.post("/search", json={"text": "a cat", "target": "texts"})
         assert error_of(r, 422) == "no_texts"
+
+
+def test_file_swapped_for_a_symlink_out_of_the_corpus_is_404(tmp_path, photos_dir, starter_encoder):
+    """Even an indexed id cannot be used to read outside the corpus after the fact."""
+    from indexer import build_index
+    from tests.app.conftest import make_client, wait_ready
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    shutil.copy(photos_dir / "cat.jpg", corpus / "cat.jpg")
+    secret = tmp_path / "secret.jpg"
+    shutil.copy(photos_dir / "rocket.jpg", secret)
+    build_index(corpus, tmp_path / "index", starter_encoder, progress=False)
+    with make_client(tmp_path / "index", starter_encoder) as c:
+        wait_ready(c)
+        cat = c.post("/search", json={"text": "a cat", "k": 1}).json()["hits"][0]["id"]
+        assert c.get(f"/images/{cat}").status_code == 200
+        (corpus / "cat.jpg").unlink()
+        (corpus / "cat.jpg").symlink_to(secret)
+        assert error_of(c.get(f"/images/{cat}"), 404) == "not_found"
+        assert c.get(f"/images/{cat}/thumbnail").status_code == 404
