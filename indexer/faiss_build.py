@@ -241,7 +241,9 @@ def _train(index: faiss.Index, vectors_path: Path, n: int, factory: str, seed: i
     index.train(sample)
 
 
-def _recall(searcher: Searcher, q: np.ndarray, gt: np.ndarray, k: int = 10) -> float:
+def _recall(searcher: Searcher, q: np.ndarray, gt: np.ndarray) -> float:
+    """Share of the exact top-k (k = gt's width: 10, or fewer in a tiny corpus) found."""
+    k = gt.shape[1]
     got = searcher.search(q, k)
     hits = sum(len({i for i, _ in g} & set(t.tolist())) for g, t in zip(got, gt, strict=True))
     return hits / (len(q) * k)

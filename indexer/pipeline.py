@@ -87,8 +87,7 @@ def update_index(
     encoded, deleted files dropped, renamed files keep their id and vector. The encoder defaults
     to the live version's model."""
     if encoder is None:
-        spec = live_version(index_dir) and open_index(index_dir).model_spec
-        encoder = spec or "starter"
+        encoder = live_model_spec(index_dir) or "starter"
     return _run(
         "update",
         source,
@@ -101,6 +100,17 @@ def update_index(
         progress,
         shard_size,
     )
+
+
+def live_model_spec(index_dir: str | Path) -> str | None:
+    """The model spec of the live version, or None if nothing was published yet."""
+    if live_version(index_dir) is None:
+        return None
+    v = open_index(index_dir)
+    try:
+        return v.model_spec
+    finally:
+        v.close()
 
 
 def default_workers(encoder: Encoder) -> int:

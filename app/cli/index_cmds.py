@@ -142,7 +142,8 @@ def _encoder(spec: str, device: str | None):
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    from indexer import build_index, live_version, open_index, update_index
+    from indexer import build_index, update_index
+    from indexer.pipeline import live_model_spec
 
     if args.batch_size < 1 or (args.workers is not None and args.workers < 0):
         fail("--batch-size must be ≥ 1 and --workers ≥ 0")
@@ -152,7 +153,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         fail(f"{args.source}: no such folder or manifest")
     spec = args.model
     if spec is None:  # update: the live version's model
-        spec = open_index(args.index).model_spec if live_version(args.index) else "starter"
+        spec = live_model_spec(args.index) or "starter"
     enc = _encoder(spec, args.device)
     run = build_index if args.mode == "build" else update_index
     try:

@@ -151,3 +151,34 @@ def test_bad_manifest_is_a_clear_error(tmp_path, starter_encoder):
         build_index(bad, tmp_path / "idx", starter_encoder, progress=False)
     with pytest.raises(SourceError, match="folder or a manifest"):
         build_index(__file__, tmp_path / "idx", starter_encoder, progress=False)
+
+
+def test_empty_corpus_publishes_an_empty_version(tmp_path, starter_encoder):
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "notes.md").write_text("no images here")
+    report = build_index(tmp_path / "src", tmp_path / "idx", starter_encoder, progress=False)
+    assert report.items == 0 and report.ignored_files == 1
+    v = open_index(tmp_path / "idx")
+    try:
+        assert v.count == 0
+        assert v.search(starter_encoder.encode_texts(["a cat"]), 5) == [[]]
+    finally:
+        v.close()
+
+
+def test_factory_override_is_tuned_with_text_queries(photos_dir, tmp_path, starter_encoder):
+    report = build_index(
+        photos_dir, tmp_path / "idx", starter_encoder, factory="HNSW16", progress=False
+    )
+    v = open_index(tmp_path / "idx")
+    try:
+        m = v.manifest
+        assert v.factory == "HNSW16" and m["rerank"] and not m["exact"]
+        assert "efSearch" in m["search_params"] and m["recall_queries"] > 100
+        assert report.recall_at_10 == m["recall_at_10"] >= 0.95
+        hits = v.search(starter_encoder.encode_texts(["a cup of coffee"]), 3)[0]
+        assert hits[0].item.path == "coffee.jpg" and len(hits) == 3
+    finally:
+        v.close()
+    with pytest.raises(ValueError, match="invalid FAISS factory"):
+        build_index(photos_dir, tmp_path / "idx2", starter_encoder, factory="Nope", progress=False)
