@@ -54,4 +54,6 @@ async def search(request: Request, engine: EngineDep) -> Response:
     )
     result = await query.search(engine, req, files[0] if files else None)
     # Already a validated model: serialise it once here instead of FastAPI re-validating it.
-    return Response(result.model_dump_json(), media_type="application/json")
+    # Image hits carry no "text" (the wire shape of DESIGN.md); text hits keep their nulls.
+    exclude = {"hits": {"__all__": {"text"}}} if req.target == "images" else None
+    return Response(result.model_dump_json(exclude=exclude), media_type="application/json")

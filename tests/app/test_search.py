@@ -26,6 +26,7 @@ def test_text_query_finds_the_cat_first(client):
     body = r.json()
     assert names(body["hits"])[0] == "cat"
     hit = body["hits"][0]
+    assert set(hit) == {"id", "score", "path", "url", "thumbnail_url", "caption", "width", "height"}
     assert isinstance(hit["id"], str)
     assert hit["url"] == f"/images/{hit['id']}"
     assert hit["thumbnail_url"] == f"/images/{hit['id']}/thumbnail"
