@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MiB = 1024 * 1024
@@ -52,6 +52,12 @@ class Settings(BaseSettings):
 
     warmup: bool = True  # run one text, image and search call before reporting ready
     static_dir: Path | None = None  # served at "/"; default: app/static when it exists
+
+    @field_validator("api_key", "admin_api_key", mode="before")
+    @classmethod
+    def _empty_key_is_none(cls, v: object) -> object:
+        # CLIPSEARCH_API_KEY="" means "no key", not "the empty key" (which nobody could send).
+        return None if v == "" else v
 
     def cors_origin_list(self) -> list[str]:
         return [o.strip() for o in self.cors_origins.split(",") if o.strip()]

@@ -88,8 +88,10 @@ def test_settings_come_from_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("CLIPSEARCH_INDEX", str(tmp_path))
     monkeypatch.setenv("CLIPSEARCH_MAX_BODY_BYTES", "123456")
     monkeypatch.setenv("CLIPSEARCH_BATCHING", "false")
+    monkeypatch.setenv("CLIPSEARCH_API_KEY", "")
     s = Settings()
     assert s.index == tmp_path and s.max_body_bytes == 123456 and s.batching is False
+    assert s.api_key is None
 
 
 def test_openapi_declares_examples_and_error_statuses(bare_client):

@@ -124,3 +124,20 @@ def test_reload_needs_the_admin_key(reload_client):
     assert error_of(client.post("/admin/reload"), 401) == "unauthorized"
     r = client.post("/admin/reload", headers={"X-API-Key": "nope"})
     assert error_of(r, 401) == "unauthorized"
+
+
+def test_a_request_holding_the_old_version_keeps_using_it_after_a_swap(reload_client):
+    import numpy as np
+
+    client, index, va, vb = reload_client
+    engine = client.app.state.engine
+    with engine.lease() as old:  # what a request in flight holds
+        set_current(index, vb)
+        assert client.post("/admin/reload", headers=ADMIN).json()["index_version"] == vb
+        assert engine.version.id == vb and old.id == va
+        q = np.zeros((1, old.dim), np.float32)
+        q[0, 0] = 1.0
+        hits = old.search(q, 3)[0]  # still open and answering from version a
+        assert {h.item.path.split(".")[0] for h in hits} == PHOTOS[0]
+    set_current(index, va)
+    assert client.post("/admin/reload", headers=ADMIN).json()["index_version"] == va
