@@ -47,17 +47,19 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.engine = None
         app.state.load_error = None
-        task = None
+        tasks = []
         if engine is not None:
             engine.start()
             app.state.engine = engine
         else:
             # Load in the background so /healthz answers at once and /readyz flips when done.
-            task = asyncio.create_task(_load(app, settings, encoder, metrics))
+            tasks.append(asyncio.create_task(_load(app, settings, encoder, metrics)))
+        if settings.reload_poll_s > 0:
+            tasks.append(asyncio.create_task(_follow_current(app, settings.reload_poll_s)))
         try:
             yield
         finally:
-            if task is not None:
+            for task in tasks:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
@@ -134,6 +136,27 @@ async def _load(
         engine.version.id,
         engine.version.count,
     )
+
+
+async def _follow_current(app: FastAPI, interval: float) -> None:
+    """Reload whenever CURRENT names another version: how every worker of a multi-process
+    server picks up a newly published index (POST /admin/reload reaches just one of them)."""
+    from indexer import live_version
+
+    refused: str | None = None  # a version that failed once is not retried every interval
+    while True:
+        await asyncio.sleep(interval)
+        engine: SearchEngine | None = app.state.engine
+        if engine is None:
+            continue
+        live = None
+        try:
+            live = await asyncio.to_thread(live_version, engine.index_dir)
+            if live is not None and live not in (engine.version.id, refused):
+                await engine.reload()
+        except Exception as e:  # noqa: BLE001 - keep serving the old version
+            refused = live
+            log.warning("automatic reload failed, still serving %s: %s", engine.version.id, e)
 
 
 def _add_schemas(app: FastAPI) -> None:

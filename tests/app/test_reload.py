@@ -141,3 +141,23 @@ def test_a_request_holding_the_old_version_keeps_using_it_after_a_swap(reload_cl
         assert {h.item.path.split(".")[0] for h in hits} == PHOTOS[0]
     set_current(index, va)
     assert client.post("/admin/reload", headers=ADMIN).json()["index_version"] == va
+
+
+def test_following_current_reloads_by_itself(two_version_index, starter_encoder):
+    import time
+
+    index, va, vb = two_version_index
+    set_current(index, va)
+    try:
+        with make_client(index, starter_encoder, reload_poll_s=0.1) as c:
+            wait_ready(c)
+            assert c.get("/readyz").json()["index_version"] == va
+            set_current(index, vb)
+            deadline = time.monotonic() + 30
+            while c.get("/readyz").json()["index_version"] != vb:
+                assert time.monotonic() < deadline, "CURRENT was not followed"
+                time.sleep(0.05)
+            r = c.post("/search", json={"text": "a cat", "k": 3})
+            assert r.json()["index_version"] == vb and names(r.json()["hits"]) == PHOTOS[1]
+    finally:
+        set_current(index, va)
