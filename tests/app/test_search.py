@@ -142,4 +142,4 @@ def test_concurrent_queries_batched_together_answer_like_single_ones(client):
         together = list(pool.map(lambda b: client.post("/search", json=b).json()["hits"], bodies))
     for a, b in zip(alone, together, strict=True):
         assert [h["id"] for h in a] == [h["id"] for h in b]
-        assert [h["score"] for h in a] == pytest.approx([h["score"] for h in b], abs=1e-5)
+        assert [h["score"] for h in a] == pytest.approx([h["score"] for h in b], abs=1e-4)
