@@ -54,14 +54,30 @@ def local_device(requested: torch.device) -> torch.device:
     return requested
 
 
+class _GatherWithGrad(torch.autograd.Function):
+    """all_gather whose backward sums every rank's gradient and hands each rank its slice."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, rank: int, world: int) -> torch.Tensor:
+        x = x.contiguous()
+        parts = [torch.empty_like(x) for _ in range(world)]
+        dist.all_gather(parts, x)
+        ctx.rank, ctx.rows = rank, x.shape[0]
+        return torch.cat(parts, dim=0)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        grad = grad.contiguous().clone()
+        dist.all_reduce(grad, op=dist.ReduceOp.SUM)
+        return grad[ctx.rank * ctx.rows : (ctx.rank + 1) * ctx.rows], None, None
+
+
 def gather_with_grad(x: torch.Tensor, info: DistInfo) -> torch.Tensor:
     """(B, D) per rank → (W·B, D) in rank order; the backward sums every rank's gradient into
     the owner's slice, so the loss over the global batch trains every rank's features."""
     if not info.enabled:
         return x
-    import torch.distributed.nn.functional as dist_fn
-
-    return torch.cat(dist_fn.all_gather(x), dim=0)
+    return _GatherWithGrad.apply(x, info.rank, info.world)
 
 
 def all_reduce_sum_(t: torch.Tensor, info: DistInfo) -> torch.Tensor:
