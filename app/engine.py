@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import io
 import logging
@@ -46,6 +47,20 @@ class SearchJob:
     min_score: float | None = None
 
 
+@dataclass(frozen=True)
+class TextJob:
+    text: str
+    search: SearchJob | None  # set: search right after encoding when the text came alone
+
+
+@dataclass(frozen=True)
+class TextResult:
+    vector: np.ndarray  # (dim,)
+    hits: list[Hit] | None  # None: not searched yet
+    encode_s: float  # this query's share of its batch's encode time
+    search_s: float
+
+
 class _Slot:
     """A version plus the number of requests using it; closed once retired and unused."""
 
@@ -80,7 +95,7 @@ class SearchEngine:
         self.text_cache = LRUCache(settings.text_cache_size)
         self.label_cache = LRUCache(settings.label_cache_size)
         self.thumb_cache = LRUCache(settings.thumbnail_cache_size)
-        self._text_batcher: MicroBatcher[str, np.ndarray] | None = None
+        self._text_batcher: MicroBatcher[TextJob, TextResult] | None = None
         self._image_batcher: MicroBatcher[Image.Image, np.ndarray] | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -120,7 +135,7 @@ class SearchEngine:
             enabled=s.batching,
         )
         self._text_batcher = MicroBatcher(
-            self.encoder.encode_texts, self.encode_pool, name="text", **common,
+            self._encode_text_batch, self.encode_pool, name="text", **common,
             on_batch=functools.partial(self.metrics.observe_batch, "text"),
         )  # fmt: skip
         self._image_batcher = MicroBatcher(
@@ -210,15 +225,48 @@ class SearchEngine:
     # -- encoding -------------------------------------------------------------------------------
     async def embed_text(self, text: str) -> np.ndarray:
         """(dim,) unit vector of one query text, through the LRU cache and the batcher."""
+        return (await self._text_query(text, None)).vector
+
+    async def text_search(self, text: str, job: SearchJob) -> TextResult:
+        """Encode a query text and search with it (`job.query` is ignored)."""
+        res = await self._text_query(text, job)
+        if res.hits is None:  # encoded in a batch (or cached): search on the I/O pool
+            t0 = time.perf_counter()
+            hits = await self.search_images(dataclasses.replace(job, query=res.vector))
+            res = TextResult(res.vector, hits, res.encode_s, time.perf_counter() - t0)
+        return res
+
+    async def _text_query(self, text: str, job: SearchJob | None) -> TextResult:
         assert self._text_batcher is not None, "engine not started"
         cached = self.text_cache.get(text)
         if cached is not None:
             self.metrics.cache_event("text", "hit")
-            return cached
+            return TextResult(cached, None, 0.0, 0.0)
         self.metrics.cache_event("text", "miss")
-        vec = await self._text_batcher.submit(text)
-        self.text_cache.put(text, vec)
-        return vec
+        res = await self._text_batcher.submit(TextJob(text, job))
+        self.text_cache.put(text, res.vector)
+        return res
+
+    def _encode_text_batch(self, jobs: list[TextJob]) -> list[TextResult | BaseException]:
+        """Runs on the encode thread. A query that came alone is searched right here: that
+        saves a hand-off to the I/O pool (and a thread wake-up) on the latency-bound path;
+        under load, batches leave searching to the I/O pool so it overlaps the next batch."""
+        t0 = time.perf_counter()
+        vecs = self.encoder.encode_texts([j.text for j in jobs])  # (n, dim)
+        encode_s = (time.perf_counter() - t0) / len(jobs)
+        out: list[TextResult | BaseException] = []
+        for j, vec in zip(jobs, vecs, strict=True):
+            if j.search is None or len(jobs) > 1:
+                out.append(TextResult(vec, None, encode_s, 0.0))
+                continue
+            t1 = time.perf_counter()
+            try:
+                hits = self._search_one(dataclasses.replace(j.search, query=vec))
+            except ApiError as e:
+                out.append(e)
+                continue
+            out.append(TextResult(vec, hits, encode_s, time.perf_counter() - t1))
+        return out
 
     async def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         vecs = await asyncio.gather(*(self.embed_text(t) for t in texts))

@@ -16,10 +16,6 @@ from model import zeroshot as zs
 from .engine import SearchEngine, SearchJob, parse_id
 from .errors import ApiError
 from .limits import check_text, decode_b64
-
-if TYPE_CHECKING:
-    from indexer import IndexVersion
-
 from .schemas import (
     ClassifyRequest,
     ClassifyResponse,
@@ -30,6 +26,11 @@ from .schemas import (
     SearchRequest,
     SearchResponse,
 )
+
+if TYPE_CHECKING:
+    from indexer import IndexVersion
+
+EMPTY = np.zeros(0, dtype=np.float32)  # placeholder query of a job the engine fills in
 
 
 class Timings:
@@ -49,6 +50,11 @@ class Timings:
             dt = time.perf_counter() - t0
             self.ms[name] = round(self.ms.get(name, 0.0) + dt * 1000, 3)
             self.engine.metrics.observe_stage(name, dt)
+
+    def add(self, name: str, seconds: float) -> None:
+        """A stage timed elsewhere (on a worker thread)."""
+        self.ms[name] = round(self.ms.get(name, 0.0) + seconds * 1000, 3)
+        self.engine.metrics.observe_stage(name, seconds)
 
     def done(self) -> dict[str, float]:
         total = time.perf_counter() - self.start
@@ -147,6 +153,9 @@ def image_hit(item, score: float) -> SearchHit:
 
 
 async def search(engine: SearchEngine, req: SearchRequest, upload: bytes | None) -> SearchResponse:
+    only_text = req.text is not None and len(req.query_forms()) == 1 and upload is None
+    if only_text and req.target == "images":
+        return await text_search(engine, req, req.text or "")
     t = Timings(engine)
     with engine.lease() as version:
         q = await query_vector(engine, version, req, upload, t)
@@ -167,6 +176,21 @@ async def search(engine: SearchEngine, req: SearchRequest, upload: bytes | None)
             with t.stage("search"):
                 found = await engine.search_images(job)
             hits = [image_hit(h.item, h.score) for h in found]
+        return SearchResponse(
+            hits=hits, model=engine.model_spec, index_version=version.id, timings_ms=t.done()
+        )
+
+
+async def text_search(engine: SearchEngine, req: SearchRequest, text: str) -> SearchResponse:
+    """The common case, text → images, on the shortest path: encode and search in one go."""
+    t = Timings(engine)
+    text = check_text(text, engine.settings.max_text_chars)
+    with engine.lease() as version:
+        job = SearchJob(version, EMPTY, req.k, req.path_prefix, req.where, req.min_score)
+        res = await engine.text_search(text, job)
+        t.add("encode", res.encode_s)
+        t.add("search", res.search_s)
+        hits = [image_hit(h.item, h.score) for h in res.hits or []]
         return SearchResponse(
             hits=hits, model=engine.model_spec, index_version=version.id, timings_ms=t.done()
         )
