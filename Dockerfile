@@ -30,6 +30,8 @@ ARG TORCH_INDEX_URL=""
 ARG TORCH_SPEC="torch torchvision"
 ARG PIP_FIND_LINKS=""
 ARG PIP_INDEX_URL=https://pypi.org/simple
+# A CA bundle file for pip behind a TLS-intercepting proxy (mount it into the build)
+ARG PIP_CERT
 # hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends python3-venv python3-pip \
@@ -61,6 +63,7 @@ RUN pip install ${PIP_FIND_LINKS:+--find-links "${PIP_FIND_LINKS}"} . \
 # -- trainer build: the same environment plus training-only packages ------------------------------
 FROM builder AS train-builder
 ARG PIP_FIND_LINKS=""
+ARG PIP_CERT
 # hadolint ignore=DL3013,SC2086
 RUN pip install ${PIP_FIND_LINKS:+--find-links "${PIP_FIND_LINKS}"} ".[train]"
 

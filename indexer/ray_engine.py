@@ -27,7 +27,14 @@ from model import Encoder, load_encoder
 
 from ._fsutil import exclusive_lock
 from .decode import ImageFiles
-from .pipeline import DEFAULT_SHARD_SIZE, _previous, _reusable, build_index, update_index
+from .pipeline import (
+    DEFAULT_SHARD_SIZE,
+    _previous,
+    _reusable,
+    build_index,
+    decode_min_size,
+    update_index,
+)
 from .publish import WORK
 from .report import BuildReport
 from .scan import hash_entries, scan_source
@@ -153,9 +160,12 @@ def _todo(
 # -- the Ray Data stages ------------------------------------------------------------------------
 
 
-def decode_batch(batch: dict[str, np.ndarray], preprocess: Any, shape: tuple) -> dict:
-    """Paths → preprocessed pixels (zeros for a failed file, whose error code is kept)."""
-    files = ImageFiles([Path(p) for p in batch["path"]], preprocess)
+def decode_batch(
+    batch: dict[str, np.ndarray], preprocess: Any, shape: tuple, min_size: int | None
+) -> dict:
+    """Paths → preprocessed pixels (zeros for a failed file, whose error code is kept). Decoded
+    exactly as the local engine does (same reduced-scale JPEG decoding), so vectors agree."""
+    files = ImageFiles([Path(p) for p in batch["path"]], preprocess, min_size=min_size)
     n = len(files)
     pixels = np.zeros((n, *shape), dtype=np.float32)
     wh = np.zeros((n, 2), dtype=np.int32)
@@ -227,7 +237,10 @@ def _encode_on_ray(
     started_here = not ray.is_initialized()
     if started_here:
         ray.init(
-            address=opts.address,
+            # "local" starts a private instance; None would join whatever cluster this machine
+            # last ran (ray's current-cluster file), which is never what a build without
+            # --ray-address means.
+            address=opts.address or "local",
             runtime_env={"env_vars": env},
             logging_level=logging.WARNING,
             log_to_driver=False,
@@ -255,7 +268,11 @@ def _encode_on_ray(
         )
         ds = ds.map_batches(
             decode_batch,
-            fn_kwargs={"preprocess": enc.preprocess, "shape": shape},
+            fn_kwargs={
+                "preprocess": enc.preprocess,
+                "shape": shape,
+                "min_size": decode_min_size(enc),
+            },
             batch_size=opts.decode_batch,
             num_cpus=1,
         )

@@ -1,6 +1,6 @@
-"""The Dockerfile and the compose stack: linted by hadolint, validated by docker-compose, and checked
-for the properties the deployment relies on (non-root, /readyz healthcheck, read-only index,
-jobs behind profiles, every variable documented)."""
+"""The Dockerfile and the compose stack: linted by hadolint, validated by docker-compose, and
+checked for the properties the deployment relies on (non-root, /readyz healthcheck, read-only
+index, jobs behind profiles, every variable documented)."""
 
 from __future__ import annotations
 
