@@ -318,11 +318,11 @@ p99 {base["p99_ms"]:.1f} ms.
 | p99 at c=32, batching on ÷ off | {r["batching_p99_ratio_c32"]:.2f} | ≤ 1.0 |
 
 Measured {results["date"]} with a 1-minute load average of {results["loadavg"]:.1f} on the 2
-cores (other work was running): absolute numbers move a lot between runs (an earlier, quieter run
-gave c=1 p50 21.7 ms and 103 req/s at c=32 with batching), so read the ratios, which compare runs
-made back to back. A ratio below 1 for server ÷ in-process is noise, not a faster server: the HTTP
-path costs about 1–2 ms per request on top of encode + search (FastAPI + the client in-process,
-measured with httpx's ASGI transport), which stays inside the run-to-run spread here. The encoder
+cores (other work was running): absolute numbers move by 2–3× between runs, so read the ratios,
+which compare measurements made back to back. The HTTP path costs about 1–3 ms per request on
+top of encode + search (uvicorn + FastAPI + JSON; thread hand-offs wait longer on a busy
+machine), so server ÷ in-process lands near 1.1 when the encoder is slow (busy machine) and
+above it when the machine is quiet and encode + search take ~12 ms. The encoder
 runs one thread (`CLIPSEARCH_TORCH_THREADS=1`): on 2 shared cores two torch threads stalled badly
 under load, and the second core serves HTTP, FAISS and decoding.
 """
