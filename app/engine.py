@@ -27,6 +27,7 @@ from model import zeroshot as zs
 from .batcher import MicroBatcher
 from .cache import LRUCache
 from .errors import ApiError
+from .memory import process_memory
 from .metrics import Metrics
 from .settings import Settings
 
@@ -356,6 +357,7 @@ class SearchEngine:
             "count": v.count,
             "factory": v.factory,
             "has_texts": v.has_texts,
+            "memory": process_memory(v.path),
             "batching": {
                 "enabled": self.settings.batching,
                 "text": self._text_batcher.stats.as_dict() if self._text_batcher else None,

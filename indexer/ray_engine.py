@@ -68,13 +68,16 @@ def ray_build_index(
     mode: str = "build",
     ray: RayOptions | None = None,
     batch_size: int = 32,
+    workers: int | None = None,
     factory: str | None = None,
     memory_budget: int | str | None = None,
     progress: bool = True,
     shard_size: int | None = None,
 ) -> BuildReport:
     """Encode on a Ray cluster, then plan, build FAISS and publish like `build_index` (mode
-    "build") or `update_index` (mode "update": only new or changed contents are encoded)."""
+    "build") or `update_index` (mode "update": only new or changed contents are encoded).
+    `workers` is accepted for signature parity and unused: Ray schedules the decoding."""
+    del workers
     if mode not in ("build", "update"):
         raise ValueError(f"mode must be 'build' or 'update', not {mode!r}")
     if batch_size < 1:

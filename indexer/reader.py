@@ -98,7 +98,9 @@ class IndexVersion:
         self._conns: list[Any] = []
         self._conns_lock = threading.Lock()
         try:
-            index = faiss.read_index(str(path / "images.faiss"), faiss.IO_FLAG_READ_ONLY)
+            # On-disk IVF (indexer.ondisk): its lists are mapped from images.ivfdata beside it.
+            flags = faiss.IO_FLAG_ONDISK_SAME_DIR if m.get("ondisk") else 0
+            index = faiss.read_index(str(path / "images.faiss"), faiss.IO_FLAG_READ_ONLY | flags)
             vectors = np.load(path / "vectors.npy", mmap_mode="r")
             ids = np.array(
                 [r[0] for r in self._db().execute("SELECT id FROM items ORDER BY id")],

@@ -95,3 +95,36 @@ def test_bad_code_and_too_few_vectors_are_refused(flat_index, tmp_path):
         build_ondisk_ivf(vpath, np.arange(N), tmp_path, code="PQ999")
     with pytest.raises(ValueError, match="needs at least"):
         build_ondisk_ivf(vpath, np.arange(N), tmp_path, nlist=N * 2)
+
+
+def test_service_serves_an_ondisk_index_and_reports_its_memory(tmp_path, starter_encoder):
+    from fastapi.testclient import TestClient
+
+    from app.main import create_app
+    from app.settings import Settings
+    from tests.app.conftest import wait_ready
+
+    dim, n = starter_encoder.dim, 20_000
+    space = GapSpace(dim=dim, concepts=200, seed=5)
+    publish_vectors(
+        tmp_path / "idx",
+        space.images(n, chunk=8192),
+        n,
+        dim,
+        model=starter_encoder.spec,
+        fingerprint=starter_encoder.fingerprint,
+        ondisk={"nlist": 64, "shards": 2, "workers": 2, "queries": space.text_queries(200)},
+    )
+    app = create_app(Settings(index=tmp_path / "idx", warmup=False), encoder=starter_encoder)
+    with TestClient(app) as client:
+        wait_ready(client)
+        q = space.text_queries(201)[200]
+        r = client.post("/search", json={"embedding": q.tolist(), "k": 10})
+        assert r.status_code == 200, r.text
+        assert len(r.json()["hits"]) == 10
+        stats = client.get("/stats").json()
+    assert stats["factory"] == "IVF64,Flat"
+    mem = stats["memory"]
+    assert mem["rss_bytes"] > 0 and mem["anon_bytes"] > 0 and mem["file_bytes"] > 0
+    assert mem["rss_bytes"] >= mem["anon_bytes"]
+    assert mem["index_bytes"] > n * dim * 4  # the on-disk lists alone hold every vector
