@@ -13,6 +13,7 @@ BUILD_EPILOG = """examples:
   clipsearch index build captions.csv --index idx/ --model hf:openai/clip-vit-base-patch32
   clipsearch index build photos/ --index idx/ --memory-budget 4G --workers 8
   clipsearch index update photos/ --index idx/
+  clipsearch index build /shared/photos --index /shared/idx --engine ray --ray-address head:6379
 
 SOURCE is a folder (searched recursively) or a CSV/TSV/JSONL manifest with a `path` column and
 optional `caption` and metadata columns. Unreadable files are skipped and listed in the report.
@@ -76,6 +77,19 @@ def register(sub: argparse._SubParsersAction) -> None:
             default=None,
             metavar="N",
             help="images per resumable embedding shard (default 2048)",
+        )
+        b.add_argument(
+            "--engine",
+            choices=("local", "ray"),
+            default="local",
+            help="where decode + encode run: this machine (default) or a Ray cluster "
+            "(needs the distributed extra)",
+        )
+        b.add_argument(
+            "--ray-address",
+            default=None,
+            metavar="ADDR",
+            help="Ray cluster to join, e.g. head:6379 (default: a private local Ray instance)",
         )
         b.add_argument("--no-progress", action="store_true", help="no progress bar")
         b.add_argument("--json", action="store_true", help="print the build report as JSON")
@@ -156,6 +170,10 @@ def cmd_build(args: argparse.Namespace) -> int:
         spec = live_model_spec(args.index) or "starter"
     enc = _encoder(spec, args.device)
     run = build_index if args.mode == "build" else update_index
+    if args.ray_address and args.engine != "ray":
+        fail("--ray-address needs --engine ray")
+    if args.engine == "ray":
+        run = _ray_runner(args)
     try:
         report = run(
             args.source,
@@ -177,6 +195,18 @@ def cmd_build(args: argparse.Namespace) -> int:
             info(line)
         out(report.version or "")
     return 0
+
+
+def _ray_runner(args: argparse.Namespace):
+    import functools
+    import importlib.util
+
+    if importlib.util.find_spec("ray") is None:
+        fail("--engine ray needs Ray: pip install 'clipsearch[distributed]'")
+    from indexer.ray_engine import RayOptions, ray_build_index
+
+    opts = RayOptions(address=args.ray_address)
+    return functools.partial(ray_build_index, mode=args.mode, ray=opts)
 
 
 def _dir_size(path: Path) -> int:

@@ -177,3 +177,29 @@ def test_ray_update_encodes_only_new_files(ray_cluster, photos_dir, starter_enco
         assert v.model_spec == starter_encoder.spec
     finally:
         v.close()
+
+
+def test_cli_build_with_the_ray_engine(ray_cluster, photos_dir, tmp_path):
+    import json
+
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    cli = str(Path(sys.executable).parent / "clipsearch")
+    r = subprocess.run(
+        [cli, "index", "build", str(photos_dir), "--index", str(tmp_path / "idx")]
+        + ["--engine", "ray", "--ray-address", ray_cluster, "--no-progress", "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    report = json.loads(r.stdout)
+    assert report["encoded"] == report["items"] == 5
+    r = subprocess.run(
+        [cli, "search", "a cup of coffee", "--index", str(tmp_path / "idx"), "-k", "1", "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["hits"][0]["path"] == "coffee.jpg"
