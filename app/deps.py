@@ -1,4 +1,7 @@
-"""FastAPI dependencies as Annotated aliases; tests swap fakes in with dependency_overrides."""
+"""FastAPI dependencies as Annotated aliases; tests swap fakes in with dependency_overrides.
+
+All are `async def`: they never block, and FastAPI would run a plain `def` dependency on its
+thread pool — a thread hand-off per dependency per request."""
 
 from __future__ import annotations
 
@@ -17,11 +20,11 @@ api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
 bearer = HTTPBearer(auto_error=False)
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_engine(request: Request) -> SearchEngine:
+async def get_engine(request: Request) -> SearchEngine:
     engine = getattr(request.app.state, "engine", None)
     if engine is None:
         error = getattr(request.app.state, "load_error", None)
@@ -45,7 +48,7 @@ def _given_key(header: str | None, creds: HTTPAuthorizationCredentials | None) -
     return header or (creds.credentials if creds is not None else None)
 
 
-def require_api_key(
+async def require_api_key(
     settings: Annotated[Settings, Depends(get_settings)],
     header: Annotated[str | None, Security(api_key_header)],
     creds: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
@@ -61,7 +64,7 @@ def require_api_key(
         )
 
 
-def require_admin_key(
+async def require_admin_key(
     settings: Annotated[Settings, Depends(get_settings)],
     header: Annotated[str | None, Security(api_key_header)],
     creds: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
