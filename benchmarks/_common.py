@@ -1,4 +1,4 @@
-"""Shared helpers for benchmark scripts: timing with warm-up + repetitions, machine facts, output."""
+"""Shared helpers for benchmark scripts: timing with warm-up and repetitions, machine facts."""
 
 from __future__ import annotations
 

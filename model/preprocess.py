@@ -121,7 +121,7 @@ def to_rgb(img: Image.Image) -> Image.Image:
 
 
 def build_transform(cfg: PreprocessConfig) -> T.Compose:
-    """PIL image (any mode) → normalised float32 (3, size, size). Picklable for DataLoader workers."""
+    """PIL image (any mode) → normalised float32 (3, size, size); picklable for DataLoader."""
     interp = _INTERPOLATION[cfg.interpolation]
     if cfg.resize_mode == "squash":
         resize: list[torch.nn.Module] = [T.Resize((cfg.size, cfg.size), interpolation=interp)]

@@ -32,8 +32,10 @@ def test_no_upward_imports(package):
 
 
 def test_cli_help_imports_no_heavy_modules():
-    code = ("import sys, app.cli as c; c.build_parser(); "
-            "print(sorted(m for m in ('torch', 'faiss', 'transformers') if m in sys.modules))")
+    code = (
+        "import sys, app.cli as c; c.build_parser(); "
+        "print(sorted(m for m in ('torch', 'faiss', 'transformers') if m in sys.modules))"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "[]"

@@ -13,8 +13,9 @@ LABELS = "a cat,a dog,a cup of coffee,a rocket,an astronaut,a car"
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "app.cli", *args], capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli", *args], capture_output=True, text=True, timeout=300
+    )
 
 
 @pytest.mark.parametrize(("photo", "expected"), [("cat", "a cat"), ("coffee", "a cup of coffee")])
@@ -47,8 +48,11 @@ def test_classify_table(photos_dir):
 def test_errors_are_one_line(tmp_path, photos_dir, args, message):
     bad = tmp_path / "bad.jpg"
     bad.write_text("plain text")
-    subs = {"{bad}": str(bad), "{missing}": str(tmp_path / "nope.jpg"),
-            "{cat}": str(photos_dir / "cat.jpg")}
+    subs = {
+        "{bad}": str(bad),
+        "{missing}": str(tmp_path / "nope.jpg"),
+        "{cat}": str(photos_dir / "cat.jpg"),
+    }
     r = run(*[subs.get(a, a) for a in args])
     assert r.returncode != 0
     lines = r.stderr.strip().splitlines()

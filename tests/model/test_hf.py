@@ -21,8 +21,9 @@ def test_hf_encoder_matches_the_transformers_model(tiny_hf_dir):
     batch = proc(text=texts, images=[img], return_tensors="pt", padding=True)
     with torch.no_grad():
         img_ref = ref.get_image_features(pixel_values=batch["pixel_values"])
-        txt_ref = ref.get_text_features(input_ids=batch["input_ids"],
-                                        attention_mask=batch["attention_mask"])
+        txt_ref = ref.get_text_features(
+            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
+        )
     img_ref = getattr(img_ref, "pooler_output", img_ref)
     txt_ref = getattr(txt_ref, "pooler_output", txt_ref)
     img_ref = torch.nn.functional.normalize(img_ref, dim=-1).numpy()
@@ -60,10 +61,23 @@ def test_clip_tokenizer_gives_reference_ids(tiny_hf_dir):
 
 
 def test_processor_configs_translate():
-    clip = preprocess_from_hf({"size": {"shortest_edge": 224}, "crop_size": {"height": 224,
-                              "width": 224}, "do_center_crop": True, "resample": 3,
-                              "image_mean": [0.48, 0.45, 0.40], "image_std": [0.26, 0.26, 0.27]})
+    clip = preprocess_from_hf(
+        {
+            "size": {"shortest_edge": 224},
+            "crop_size": {"height": 224, "width": 224},
+            "do_center_crop": True,
+            "resample": 3,
+            "image_mean": [0.48, 0.45, 0.40],
+            "image_std": [0.26, 0.26, 0.27],
+        }
+    )
     assert (clip.size, clip.resize_mode, clip.interpolation) == (224, "shortest", "bicubic")
-    siglip = preprocess_from_hf({"size": {"height": 256, "width": 256}, "resample": 2,
-                                 "image_mean": [0.5] * 3, "image_std": [0.5] * 3})
+    siglip = preprocess_from_hf(
+        {
+            "size": {"height": 256, "width": 256},
+            "resample": 2,
+            "image_mean": [0.5] * 3,
+            "image_std": [0.5] * 3,
+        }
+    )
     assert (siglip.size, siglip.resize_mode, siglip.interpolation) == (256, "squash", "bilinear")

@@ -33,8 +33,9 @@ def test_missing_hf_model_is_a_clear_error(tmp_path):
 def test_hf_non_clip_model_is_refused(tmp_path):
     from transformers import BertConfig, BertModel
 
-    BertModel(BertConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                         intermediate_size=32)).save_pretrained(tmp_path)
+    BertModel(
+        BertConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
+    ).save_pretrained(tmp_path)
     with pytest.raises(ModelSpecError):
         load_encoder(f"hf:{tmp_path}")
 

@@ -9,17 +9,23 @@ from model import load_encoder
 from model.zeroshot import classify
 from tests.utils.images import sample_photo
 
-LABELS = ["a cat", "a dog", "a cup of coffee", "a rocket", "an astronaut", "a car", "a bicycle",
-          "a pizza"]
+LABELS = [
+    "a cat",
+    "a dog",
+    "a cup of coffee",
+    "a rocket",
+    "an astronaut",
+    "a car",
+    "a bicycle",
+    "a pizza",
+]
 
 
 def test_build_from_wheels_gives_a_loadable_checkpoint(tmp_path, starter_encoder):
     from model.starter import build_starter
 
     out = build_starter(tmp_path / "starter")
-    assert {"config.json", "model.safetensors", "tokenizer.json"} <= {
-        p.name for p in out.iterdir()
-    }
+    assert {"config.json", "model.safetensors", "tokenizer.json"} <= {p.name for p in out.iterdir()}
     built = load_encoder(str(out), device="cpu")
     assert built.dim == 384
     # the build is deterministic: same recipe, same weights, same fingerprint as the cache
@@ -36,8 +42,9 @@ def test_effnet_weights_are_mapped_not_random(starter_encoder):
     assert 281 <= int(logits.argmax()) <= 285
 
 
-@pytest.mark.parametrize(("photo", "expected"), [("cat", "a cat"), ("coffee", "a cup of coffee"),
-                                                 ("rocket", "a rocket")])
+@pytest.mark.parametrize(
+    ("photo", "expected"), [("cat", "a cat"), ("coffee", "a cup of coffee"), ("rocket", "a rocket")]
+)
 def test_golden_zero_shot(starter_encoder, photo, expected):
     emb = starter_encoder.encode_images([sample_photo(photo)])
     ranked = classify(starter_encoder, emb, LABELS)[0]
