@@ -46,7 +46,7 @@ if ! podman image exists "$BASE_IMAGE"; then
   log "base image made in $(since "$t") s"
 fi
 
-build=(podman build --network host -t "$IMAGE" --build-arg "VARIANT=$VARIANT"
+build=(podman build --format docker --network host -t "$IMAGE" --build-arg "VARIANT=$VARIANT"
   --build-arg "TORCH_SPEC=$TORCH_SPEC")
 # A TLS-intercepting proxy's CA (as configured for the host's pip) must reach pip in the build.
 if [ -n "${PIP_CERT:-}" ]; then
