@@ -17,8 +17,6 @@ from model.train.modeling import build_model
 
 def untrained_recall(cfg, heldout) -> float:
     tm = build_model(cfg)
-    if cfg.image_head == "linear":
-        torch.manual_seed(cfg.seed)
     return evaluate(tm.encoder(torch.device("cpu")), heldout)["t2i"]["R@1"]
 
 
@@ -56,7 +54,6 @@ def test_lit_on_the_starter_towers_learns(tmp_path, make_cfg, shapes_dir):
         workers=1, log_every=10,
     )  # fmt: skip
     heldout = load_pairs(shapes_dir / "heldout.csv")
-    torch.manual_seed(cfg.seed)
     before = untrained_recall(cfg, heldout)
     t0 = time.perf_counter()
     result = train(cfg)
