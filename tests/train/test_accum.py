@@ -17,7 +17,9 @@ def batch_for(tm, n: int = 8, seed: int = 0) -> StepInputs:
     captions = [f"{c} shape number {i}" for i, c in enumerate(["red", "blue"] * (n // 2))]
     ids = torch.tensor([i // 2 if i < 4 else i for i in range(n)])  # rows 0-1, 2-3 share images
     pixels[1], pixels[3] = pixels[0], pixels[2]
-    tok = tm.encoder(torch.device("cpu")).tokenize(captions)
+    training = tm.module.training
+    tok = tm.encoder(torch.device("cpu")).tokenize(captions)  # (building an Encoder sets eval)
+    tm.module.train(training)
     return StepInputs(
         pixels, tok["input_ids"], tok["attention_mask"], BatchMeta(ids, torch.ones(n, dtype=bool))
     )
@@ -46,8 +48,8 @@ def test_accumulated_gradients_equal_the_full_batch(make_cfg, vit_config, accum)
 
 
 def test_accumulation_replays_dropout_exactly(make_cfg, tmp_path):
-    """With dropout on, pass 2 must see pass 1's masks: the loss of the recomputed features
-    equals pass 1's, which shows up as the same gradients on two identical runs."""
+    """With dropout on, an accumulated step is a deterministic function of the RNG state, and
+    the RNG stream continues exactly where pass 1 left it (pass 2 replays saved states)."""
     from tests.train.conftest import write_model_config
 
     cfg = make_cfg(model_config=str(write_model_config(tmp_path / "d.json", dropout=True)))
@@ -62,4 +64,7 @@ def test_accumulation_replays_dropout_exactly(make_cfg, tmp_path):
     after2 = torch.rand(1)
     for name in g1:
         assert torch.equal(g1[name], g2[name]), name
+    torch.manual_seed(6)
+    _, g3 = grads_of(tm, x, 4)
+    assert not torch.equal(g1["text.head.weight"], g3["text.head.weight"])  # dropout is live
     assert torch.equal(after1, after2)  # the RNG stream continues exactly where pass 1 left it

@@ -50,7 +50,7 @@ def test_lit_on_the_starter_towers_learns(tmp_path, make_cfg, shapes_dir):
     cfg = make_cfg(
         init="starter", image_head="linear", lock_image=True,
         train=str(shapes_dir / "train.csv"), val=str(shapes_dir / "heldout.csv"),
-        steps=60, batch_size=32, lr=1e-3, lr_text=1e-4, weight_decay=0.05, warmup_steps=6,
+        steps=30, batch_size=24, lr=1e-3, lr_text=1e-4, weight_decay=0.05, warmup_steps=3,
         workers=1, log_every=10,
     )  # fmt: skip
     heldout = load_pairs(shapes_dir / "heldout.csv")
