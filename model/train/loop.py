@@ -98,10 +98,9 @@ def train(cfg: TrainConfig, resume: bool | str = False) -> TrainResult:
     device = resolve_device(cfg.device)
     info = init_distributed(device)
     device = local_device(device)
-    try:
-        return _train(cfg, resume, device, info)
-    finally:
-        barrier(info)
+    result = _train(cfg, resume, device, info)
+    barrier(info)  # rank 0 saves and evaluates last; everyone leaves together
+    return result
 
 
 def _train(cfg: TrainConfig, resume: bool | str, device: torch.device, info: DistInfo):

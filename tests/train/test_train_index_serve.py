@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 
 import numpy as np
+import pytest
 from fastapi.testclient import TestClient
 
 from app.cli import main
@@ -16,6 +17,7 @@ from model.train.data import load_pairs
 from tests.app.conftest import wait_ready
 
 
+@pytest.mark.slow
 def test_trained_checkpoint_indexes_searches_and_serves(tmp_path, small_shapes_dir, clip_tok_dir):
     from indexer import build_index, open_index
     from tests.train.conftest import write_model_config
