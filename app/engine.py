@@ -275,7 +275,9 @@ class SearchEngine:
 
     async def decode_image(self, data: bytes) -> Image.Image:
         return await self.run_io(
-            functools.partial(load_image, data, max_pixels=self.settings.max_image_pixels)
+            functools.partial(
+                self.encoder.load_image, data, max_pixels=self.settings.max_image_pixels
+            )
         )
 
     async def embed_image(self, image: Image.Image) -> np.ndarray:

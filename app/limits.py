@@ -7,10 +7,7 @@ import base64
 import binascii
 import json
 
-from PIL import Image
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
-from model import load_image
 
 from .errors import ApiError, error_body
 
@@ -113,9 +110,3 @@ def decode_b64(data: str, field: str = "image_b64") -> bytes:
         return base64.b64decode(data + "=" * (-len(data) % 4), validate=True)
     except (binascii.Error, ValueError) as e:
         raise ApiError(422, "invalid_base64", f"{field} is not valid base64 ({e})") from e
-
-
-def decode_image(data: bytes, max_pixels: int) -> Image.Image:
-    """Bytes → RGB image. The format allow-list and the pixel cap are checked on the header,
-    before pixels are decoded; errors carry a code (415 for non-images, 422 otherwise)."""
-    return load_image(data, max_pixels=max_pixels)

@@ -18,7 +18,7 @@ from torch import nn
 
 from .config import PreprocessConfig
 from .device import autocast_for
-from .preprocess import build_transform
+from .preprocess import DEFAULT_MAX_PIXELS, ImageSource, build_transform, decode_size, load_image
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +85,14 @@ class Encoder:
         return h.hexdigest()
 
     # -- images ---------------------------------------------------------------------------------
+    def load_image(self, source: ImageSource, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+        """Decode an image the way every clipsearch path does for this model: JPEGs at the
+        smallest DCT scale that still covers the transform's first resize. The indexer and the
+        server both decode through here, so one file gives one vector wherever it is encoded."""
+        return load_image(
+            source, max_pixels=max_pixels, min_size=decode_size(self.preprocess_config)
+        )
+
     def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         """PIL images (any mode) → (n, dim) unit vectors."""
         if not images:

@@ -120,13 +120,20 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
+def decode_size(cfg: PreprocessConfig) -> int:
+    """The side the eval transform first resizes to: a JPEG need not be decoded any larger
+    (see load_image's `min_size`)."""
+    if cfg.resize_mode == "squash":
+        return int(cfg.size)
+    return int(math.floor(cfg.size / cfg.crop_pct + 1e-6))
+
+
 def build_transform(cfg: PreprocessConfig) -> T.Compose:
     """PIL image (any mode) → normalised float32 (3, size, size); picklable for DataLoader."""
     interp = _INTERPOLATION[cfg.interpolation]
     if cfg.resize_mode == "squash":
         resize: list[torch.nn.Module] = [T.Resize((cfg.size, cfg.size), interpolation=interp)]
     else:
-        scale = math.floor(cfg.size / cfg.crop_pct + 1e-6)  # guard 223.99999 → 223
-        resize = [T.Resize(scale, interpolation=interp), T.CenterCrop(cfg.size)]
+        resize = [T.Resize(decode_size(cfg), interpolation=interp), T.CenterCrop(cfg.size)]
     # to_rgb first: callers may hand over grayscale/CMYK/RGBA images straight from Pillow
     return T.Compose([T.Lambda(to_rgb), *resize, T.ToTensor(), T.Normalize(cfg.mean, cfg.std)])

@@ -112,8 +112,9 @@ def cmd_classify(args: argparse.Namespace) -> int:
         templates = validate_templates(args.templates)
     except ValueError as e:
         fail(str(e))
-    image = load_image(args.image)  # before the model loads: a bad file fails fast
+    load_image(args.image)  # check the file before the model loads: a bad file fails fast
     enc = _load(args)
+    image = enc.load_image(args.image)  # decoded exactly as the indexer and the server do
     ranked = classify(enc, enc.encode_images([image]), labels, templates)[0]
     if args.json:
         emit_json(
@@ -131,8 +132,10 @@ def cmd_embed(args: argparse.Namespace) -> int:
 
     if not args.text and not args.image:
         fail("give at least one --text or --image")
-    images = [load_image(p) for p in args.image]
+    for p in args.image:  # fail fast on a bad file, before the model loads
+        load_image(p)
     enc = _load(args)
+    images = [enc.load_image(p) for p in args.image]
     result = {"model": enc.spec, "dim": enc.dim, "texts": [], "images": []}
     if args.text:
         vecs = enc.encode_texts(args.text)

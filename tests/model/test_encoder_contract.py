@@ -86,3 +86,16 @@ def test_fingerprint_changes_with_weights(tmp_path):
     a = load_encoder(str(make_tiny_dual_encoder(tmp_path / "a", seed=1)), device="cpu")
     b = load_encoder(str(make_tiny_dual_encoder(tmp_path / "b", seed=2)), device="cpu")
     assert a.fingerprint != b.fingerprint
+
+
+def test_encoder_load_image_decodes_jpegs_small_but_faithfully(starter_encoder, tmp_path):
+    from tests.utils.images import sample_photo
+
+    big = sample_photo("astronaut").resize((2048, 2048))
+    path = tmp_path / "big.jpg"
+    big.save(path, quality=95)
+    small = starter_encoder.load_image(path)
+    assert 256 <= min(small.size) < 2048  # decoded at a reduced DCT scale
+    full = big.convert("RGB")
+    a, b = starter_encoder.encode_images([small]), starter_encoder.encode_images([full])
+    assert float((a * b).sum()) > 0.99
