@@ -122,11 +122,10 @@ def _train(cfg: TrainConfig, resume: bool | str, device: torch.device, info: Dis
     if cfg.lock_text:
         lock_tower(tm, "text", cfg.lock_text_unlocked_layers)
     module = tm.module.to(device)
-    loss_params = LossParams(cfg.loss == "siglip").to(device)
-    bias = loss_params.logit_bias
-    if bias is None and cfg.loss == "siglip" and hasattr(module, "model"):
-        bias = getattr(module.model, "logit_bias", None)  # HF SigLIP has its own
-        loss_params.logit_bias = None
+    siglip = cfg.loss == "siglip"
+    hf_bias = getattr(getattr(module, "model", None), "logit_bias", None)  # HF SigLIP has one
+    loss_params = LossParams(siglip and hf_bias is None).to(device)
+    bias = (hf_bias if hf_bias is not None else loss_params.logit_bias) if siglip else None
     broadcast_module(module, info)
     encoder = tm.encoder(device)  # tokenizer + eval transform shared with index/serve
     module.train()
