@@ -13,10 +13,13 @@ lists are read memory-mapped during the merge, so no step holds the whole corpus
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import logging
 import math
 import os
 import shutil
+import sys
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -59,7 +62,24 @@ ADD_CHUNK = 65_536
 def read_ondisk_index(path: Path) -> faiss.Index:
     """Open an on-disk IVF index: the inverted lists are memory-mapped from the `.ivfdata` file in
     the same directory (wherever the version was moved since it was written)."""
-    return faiss.read_index(str(path), READ_FLAGS)
+    with c_stdout_to_stderr():
+        return faiss.read_index(str(path), READ_FLAGS)
+
+
+@contextlib.contextmanager
+def c_stdout_to_stderr() -> Iterator[None]:
+    """FAISS's on-disk code prints progress with C printf to stdout; send it to stderr so that a
+    command's stdout stays machine-readable (`clipsearch search --json` on an on-disk index)."""
+    sys.stdout.flush()
+    libc = ctypes.CDLL(None)
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        yield
+    finally:
+        libc.fflush(None)
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 @dataclass
@@ -118,8 +138,9 @@ def build_ondisk_ivf(
             faiss.omp_set_num_threads(threads)
         index = faiss.read_index(str(trained_path))
         log.info("merging %d shards into %s", len(blocks), out_dir / IVFDATA)
-        _merge(index, [str(b) for b in blocks], str(out_dir / IVFDATA))
-        faiss.write_index(index, str(out_dir / INDEX_FILE))
+        with c_stdout_to_stderr():
+            _merge(index, [str(b) for b in blocks], str(out_dir / IVFDATA))
+            faiss.write_index(index, str(out_dir / INDEX_FILE))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     size = (out_dir / INDEX_FILE).stat().st_size + (out_dir / IVFDATA).stat().st_size

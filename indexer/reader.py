@@ -98,9 +98,12 @@ class IndexVersion:
         self._conns: list[Any] = []
         self._conns_lock = threading.Lock()
         try:
-            # On-disk IVF (indexer.ondisk): its lists are mapped from images.ivfdata beside it.
-            flags = faiss.IO_FLAG_ONDISK_SAME_DIR if m.get("ondisk") else 0
-            index = faiss.read_index(str(path / "images.faiss"), faiss.IO_FLAG_READ_ONLY | flags)
+            if m.get("ondisk"):  # IVF whose lists are mapped from images.ivfdata beside it
+                from .ondisk import read_ondisk_index
+
+                index = read_ondisk_index(path / "images.faiss")
+            else:
+                index = faiss.read_index(str(path / "images.faiss"), faiss.IO_FLAG_READ_ONLY)
             vectors = np.load(path / "vectors.npy", mmap_mode="r")
             ids = np.array(
                 [r[0] for r in self._db().execute("SELECT id FROM items ORDER BY id")],

@@ -128,3 +128,39 @@ def test_service_serves_an_ondisk_index_and_reports_its_memory(tmp_path, starter
     assert mem["rss_bytes"] > 0 and mem["anon_bytes"] > 0 and mem["file_bytes"] > 0
     assert mem["rss_bytes"] >= mem["anon_bytes"]
     assert mem["index_bytes"] > n * dim * 4  # the on-disk lists alone hold every vector
+
+
+def test_cli_converts_the_live_version_to_ondisk(tmp_path, starter_encoder):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    cli = str(Path(sys.executable).parent / "clipsearch")
+    space = GapSpace(dim=starter_encoder.dim, concepts=100, seed=9)
+    n = 6000
+    publish_vectors(
+        tmp_path / "idx",
+        space.images(n, chunk=4096),
+        n,
+        starter_encoder.dim,
+        model=starter_encoder.spec,
+        fingerprint=starter_encoder.fingerprint,
+    )
+    bad = subprocess.run(
+        [cli, "index", "ondisk", "--index", str(tmp_path / "idx"), "--code", "PQ7"],
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode == 1 and "code must be one of" in bad.stderr
+    r = subprocess.run(
+        [cli, "index", "ondisk", "--index", str(tmp_path / "idx"), "--nlist", "32"],
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 0, r.stderr
+    v = open_index(tmp_path / "idx")
+    try:
+        assert v.id == r.stdout.strip() and v.factory == "IVF32,Flat" and v.count == n
+        assert v.manifest["ondisk"] and (v.path / IVFDATA).is_file()
+    finally:
+        v.close()
