@@ -8,10 +8,14 @@ from typing import Any, TypeVar
 from fastapi import Request
 from pydantic import BaseModel, ValidationError
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .errors import ApiError
 
 M = TypeVar("M", bound=BaseModel)
+
+MAX_FILES = 64  # file parts in one form (refused before reading the rest)
+MAX_FIELDS = 256  # plain fields in one form
 
 
 def validation_message(e: ValidationError) -> str:
@@ -62,7 +66,12 @@ async def read_body(
             "unsupported_media_type",
             f"send application/json or multipart/form-data, not {ctype}",
         )
-    form = await request.form(max_files=64, max_fields=256)
+    try:
+        form = await request.form(max_files=MAX_FILES, max_fields=MAX_FIELDS)
+    except StarletteHTTPException as e:
+        # Starlette answers a malformed form, or one with too many parts, with a bare 400; the
+        # API documents every bad body as 422 in the one error shape.
+        raise ApiError(422, "invalid_form", f"the form cannot be read: {e.detail}") from e
     try:
         data: dict[str, Any] = {}
         files: list[bytes] = []

@@ -88,7 +88,8 @@ def _content_length(scope: Scope) -> int | None:
 
 
 def check_text(text: str, max_chars: int, field: str = "text") -> str:
-    """A query text: non-empty after stripping and at most `max_chars` (before tokenising)."""
+    """A query text: non-empty after stripping, at most `max_chars` (before tokenising) and valid
+    Unicode (no lone surrogates)."""
     if len(text) > max_chars:
         raise ApiError(
             422, "text_too_long", f"{field} is {len(text):,} characters; the limit is {max_chars:,}"
@@ -96,6 +97,14 @@ def check_text(text: str, max_chars: int, field: str = "text") -> str:
     stripped = text.strip()
     if not stripped:
         raise ApiError(422, "empty_text", f"{field} is empty")
+    try:
+        # JSON can escape an unpaired surrogate (\ud800); such a str has no UTF-8 form and would
+        # crash the tokenizer.
+        stripped.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ApiError(
+            422, "invalid_text", f"{field} holds an unpaired surrogate at position {e.start}"
+        ) from e
     return stripped
 
 
