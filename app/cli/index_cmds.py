@@ -181,13 +181,13 @@ def cmd_build(args: argparse.Namespace) -> int:
         fail("--shard-size must be ≥ 1")
     if not Path(args.source).exists():
         fail(f"{args.source}: no such folder or manifest")
+    if args.ray_address and args.engine != "ray":
+        fail("--ray-address needs --engine ray")
     spec = args.model
     if spec is None:  # update: the live version's model
         spec = live_model_spec(args.index) or "starter"
     enc = _encoder(spec, args.device)
     run = build_index if args.mode == "build" else update_index
-    if args.ray_address and args.engine != "ray":
-        fail("--ray-address needs --engine ray")
     if args.engine == "ray":
         run = _ray_runner(args)
     try:

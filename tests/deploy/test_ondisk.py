@@ -130,6 +130,7 @@ def test_service_serves_an_ondisk_index_and_reports_its_memory(tmp_path, starter
     assert mem["index_bytes"] > n * dim * 4  # the on-disk lists alone hold every vector
 
 
+@pytest.mark.slow  # encodes the recall-tuning captions with the starter model
 def test_cli_converts_the_live_version_to_ondisk(tmp_path, starter_encoder):
     import subprocess
     import sys
