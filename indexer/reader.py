@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 import threading
 from pathlib import Path
 from typing import Any
@@ -109,7 +110,8 @@ class IndexVersion:
                 [r[0] for r in self._db().execute("SELECT id FROM items ORDER BY id")],
                 dtype=np.int64,
             )
-        except (RuntimeError, ValueError, OSError) as e:
+        except (RuntimeError, ValueError, OSError, sqlite3.Error) as e:
+            # sqlite3.Error: an items.sqlite whose checksum was forged or recomputed after damage
             raise IndexOpenError(f"{path}: cannot read the index ({e})") from None
         if index.d != self.dim or vectors.shape != (self.count, self.dim):
             raise IndexOpenError(
