@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import os
 import sys
 import time
@@ -16,6 +15,7 @@ import numpy as np
 from tqdm import tqdm
 
 from model import Encoder, load_encoder
+from model.preprocess import decode_size
 
 from ._fsutil import exclusive_lock
 from .assemble import Plan, assign_ids, write_version_files
@@ -247,11 +247,9 @@ def _reusable(prev: Previous | None) -> dict[str, dict[str, Any]]:
 
 
 def decode_min_size(enc: Encoder) -> int:
-    """The side the eval transform resizes to: JPEGs need not be decoded any larger than this."""
-    cfg = enc.preprocess_config
-    if cfg.resize_mode == "squash":
-        return int(cfg.size)
-    return int(math.floor(cfg.size / cfg.crop_pct + 1e-6))
+    """The side the eval transform resizes to: JPEGs need not be decoded any larger than this
+    (the same rule as Encoder.load_image, which the server and the CLI decode through)."""
+    return decode_size(enc.preprocess_config)
 
 
 def _encode(
