@@ -105,7 +105,7 @@ def sum_gradients(params: list[nn.Parameter], info: DistInfo) -> None:
 
 
 def broadcast_module(module: nn.Module, info: DistInfo) -> None:
-    """Rank 0's parameters and buffers everywhere (same start; BatchNorm stats kept in step)."""
+    """Rank 0's parameters and buffers on every rank (the same starting point)."""
     if not info.enabled:
         return
     with torch.no_grad():
