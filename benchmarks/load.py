@@ -238,6 +238,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "rss_first10s_mib": round(rss_first / 2**20, 1),
         "rss_last10s_mib": round(rss_last / 2**20, 1),
         "rss_growth_pct": round(100 * (rss_last - rss_first) / rss_first, 2),
+        # max RSS per 10 s window: tells a leak (keeps rising) from warm-up (levels off)
+        "rss_by_10s_mib": [
+            round(max(b for s, b in rss if w <= s < w + 10) / 2**20)
+            for w in range(0, int(rss[-1][0]), 10)
+        ],
     }
 
 
