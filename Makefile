@@ -21,7 +21,7 @@ run: install
 
 ## test: everything CI runs: lint, then the whole suite including slow tests
 test: install lint
-	$(BIN)/pytest -q -ra
+	$(BIN)/pytest -q -ra --durations=15
 
 ## test-fast: the quick inner loop (no slow tests)
 test-fast: install
