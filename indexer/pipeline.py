@@ -150,19 +150,7 @@ def _run(
             s.code in ("file_not_found", "outside_corpus") for s in scan.skipped
         )
         prev = _previous(index_dir, enc) if mode == "update" else None
-        known = {
-            p: (r["size"], r["mtime_ns"], r["sha256"])
-            for p, r in (prev.by_path if prev else {}).items()
-        }
-        with tqdm(
-            total=len(scan.entries),
-            desc="hashing",
-            unit="file",
-            disable=not progress,
-            file=sys.stderr,
-            leave=False,
-        ) as bar:
-            entries, hash_skips = hash_entries(scan.entries, known, on_progress=bar.update)
+        entries, hash_skips = hash_scanned(scan.entries, prev, progress)
         report.skipped.extend(hash_skips)
 
         store = ShardStore(index_dir / WORK, enc.fingerprint)
@@ -237,6 +225,24 @@ def _previous(index_dir: Path, enc: Encoder) -> Previous | None:
         )
     vectors = np.load(v.path / "vectors.npy", mmap_mode="r") if same_model else None
     return Previous(version=v, by_path=by_path, vectors=vectors)
+
+
+def hash_scanned(scanned: list, prev: Previous | None, progress: bool) -> tuple[list, list]:
+    """Content hashes of the scanned files, with a progress bar; a file whose size and mtime
+    match the previous version keeps its recorded hash without being read again."""
+    known = {
+        p: (r["size"], r["mtime_ns"], r["sha256"])
+        for p, r in (prev.by_path if prev else {}).items()
+    }
+    with tqdm(
+        total=len(scanned),
+        desc="hashing",
+        unit="file",
+        disable=not progress,
+        file=sys.stderr,
+        leave=False,
+    ) as bar:
+        return hash_entries(scanned, known, on_progress=bar.update)
 
 
 def _reusable(prev: Previous | None) -> dict[str, dict[str, Any]]:

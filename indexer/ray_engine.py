@@ -33,11 +33,12 @@ from .pipeline import (
     _reusable,
     build_index,
     decode_min_size,
+    hash_scanned,
     update_index,
 )
 from .publish import WORK
 from .report import BuildReport
-from .scan import hash_entries, scan_source
+from .scan import scan_source
 from .shards import ShardStore
 
 log = logging.getLogger(__name__)
@@ -137,19 +138,7 @@ def _todo(
     """(sha256, absolute path) of every content neither in the shards nor reusable."""
     scan = scan_source(source, exclude=[index_dir])
     prev = _previous(index_dir, enc) if mode == "update" else None
-    known = {
-        p: (r["size"], r["mtime_ns"], r["sha256"])
-        for p, r in (prev.by_path if prev else {}).items()
-    }
-    with tqdm(
-        total=len(scan.entries),
-        desc="hashing",
-        unit="file",
-        disable=not progress,
-        file=sys.stderr,
-        leave=False,
-    ) as bar:
-        entries, _ = hash_entries(scan.entries, known, on_progress=bar.update)
+    entries, _ = hash_scanned(scan.entries, prev, progress)
     reusable = _reusable(prev)
     if prev:
         prev.version.close()
