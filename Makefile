@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: install run test test-fast lint format screenshots clean
+.PHONY: install run test test-fast lint format screenshots bench bench-quick clean
 
 install: $(VENV)/.installed
 
@@ -34,6 +34,14 @@ lint: install
 format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+## bench: the benchmark suite (< 15 min on 2 cores); updates the table in docs/benchmarks.md
+bench: install
+	$(BIN)/python -m benchmarks.run_all --write-docs
+
+## bench-quick: the same suite at small sizes (a few minutes), docs untouched
+bench-quick: install
+	$(BIN)/python -m benchmarks.run_all --quick
 
 ## screenshots: refresh docs/screenshots from the browser tests
 screenshots: install

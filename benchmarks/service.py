@@ -7,7 +7,9 @@
 - in-process baseline: encode_texts([q]) + IndexVersion.search(q, 10), one query at a time,
   alternated in rounds with the server's concurrency-1 queries (same background load);
 - server p50 at concurrency 1 ÷ that baseline's p50 (target ≤ 1.10);
-- micro-batching on ÷ off at concurrency 32, in requests/s (target ≥ 2×, at no worse p99).
+- micro-batching on ÷ off at concurrency 32, in requests/s (target ≥ 2×, at no worse p99);
+- `/classify` of one JPEG against 10 labels whose embeddings are cached ÷ the in-process decode +
+  encode of that image alone (target ≤ 1.25: the request is dominated by its one image encode).
 
 Every query text is distinct and the text cache is off, so each request runs the model. The index
 is made once (cached under .bench_cache/): vectors clustered around the starter's embeddings of
@@ -32,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks._common import report
+from benchmarks._common import add_suite_args, report, target
 
 REPO = Path(__file__).resolve().parent.parent
 TEMPLATES = ["a photo of a {}", "a {} at night", "a close-up of a {}", "two {}s on a table",
@@ -243,6 +245,52 @@ async def load(url: str, queries: list[str], concurrency: int) -> tuple[list[flo
     return latencies, wall, errors
 
 
+CLASSIFY_LABELS = ["a cat", "a dog", "a cup of coffee", "a rocket", "a car", "a bird",
+                   "a mountain", "a person", "a building", "a flower"]  # fmt: skip
+
+
+def sample_jpeg() -> bytes:
+    """A 512×512 JPEG photo (scikit-image's cat), as a client would upload it."""
+    import io
+
+    import skimage.data
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(skimage.data.chelsea()).resize((512, 512)).save(buf, "JPEG", quality=90)
+    return buf.getvalue()
+
+
+def image_encode_times(enc, data: bytes, n: int) -> list[float]:
+    """Seconds per decode + encode of one image in process: the floor of one /classify."""
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        enc.encode_images([enc.load_image(data)])
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+async def classify_load(url: str, data: bytes, n: int) -> list[float]:
+    """n /classify requests one after another (labels cached after the warm-up ones)."""
+    import base64
+
+    host, port = url.removeprefix("http://").split(":")
+    conn = Connection(host, int(port))
+    body = {"image_b64": base64.b64encode(data).decode(), "labels": CLASSIFY_LABELS}
+    for _ in range(3):  # warm-up: the first request embeds and caches the labels
+        status, payload = await conn.post_json("/classify", body)
+        if status != 200:
+            raise RuntimeError(f"/classify answered {status}: {payload[:200]!r}")
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        await conn.post_json("/classify", body)
+        times.append(time.perf_counter() - t0)
+    await conn.close()
+    return times
+
+
 def run_server(
     index_dir: Path,
     batching: bool,
@@ -277,6 +325,16 @@ def run_server(
                 out[str(c)] = summary(remote, wall, errors)
             else:
                 out[str(c)] = summary(*asyncio.run(load(server.url, queries, c)))
+        if baseline is not None:
+            version, enc = baseline
+            data = sample_jpeg()
+            image_encode_times(enc, data, 3)  # warm-up
+            local, remote = [], []
+            for _ in range(rounds):  # alternate, as above, so both see the same background load
+                local += image_encode_times(enc, data, 5)
+                remote += asyncio.run(classify_load(server.url, data, 5))
+            out["image_encode_in_process"] = summary(local)
+            out["classify_cached_labels"] = summary(remote)
         return out
     finally:
         server.stop()
@@ -292,6 +350,7 @@ def write_docs(results: dict) -> None:
         for c in on
     )  # fmt: skip
     r = results["ratios"]
+    cls = r["classify_over_image_encode_p50"]
     section = f"""## Service
 
 ```bash
@@ -316,6 +375,7 @@ p99 {base["p99_ms"]:.1f} ms.
 | server p50 (c=1) ÷ in-process encode+search p50 | {r["server_over_inprocess_p50"]:.2f} | ≤ 1.10 |
 | req/s at c=32, batching on ÷ off | {r["batching_speedup_c32"]:.2f}× | ≥ 2× |
 | p99 at c=32, batching on ÷ off | {r["batching_p99_ratio_c32"]:.2f} | ≤ 1.0 |
+| `/classify` (10 cached labels) p50 ÷ in-process image decode + encode | {cls:.2f} | ≤ 1.25 |
 
 Measured {results["date"]} with a 1-minute load average of {results["loadavg"]:.1f} on the 2
 cores. Absolute numbers move by 2–3× with other load on the machine, so read the ratios, which
@@ -345,7 +405,10 @@ def main() -> None:
     )  # fmt: skip
     ap.add_argument("--cache-dir", default=str(REPO / ".bench_cache"))
     ap.add_argument("--write-docs", action="store_true", help="update docs/benchmarks.md")
+    add_suite_args(ap)
     args = ap.parse_args()
+    if args.quick:  # a 100k-vector index and fewer requests: the same ratios, noisier
+        args.n, args.requests = min(args.n, 100_000), min(args.requests, 100)
     levels = sorted({1, *(int(x) for x in args.concurrency.split(","))})  # c=1 has the baseline
     off_levels = [int(x) for x in args.off_levels.split(",")]
 
@@ -367,6 +430,7 @@ def main() -> None:
     v.close()
     del enc
     base = on.pop("in_process")
+    img_base, classify = on.pop("image_encode_in_process"), on.pop("classify_cached_labels")
     off = run_server(index_dir, False, off_levels, args.requests, 4 * 10**6, args.torch_threads)
     c32 = str(max(levels))
     results = {
@@ -376,6 +440,8 @@ def main() -> None:
         "requests_per_level": args.requests,
         "torch_threads": args.torch_threads,
         "in_process": base,
+        "image_encode_in_process": img_base,
+        "classify_cached_labels": classify,
         "batching_on": on,
         "batching_off": off,
         "ratios": {
@@ -386,6 +452,7 @@ def main() -> None:
             "batching_p99_ratio_c32": on[c32]["p99_ms"] / off[c32]["p99_ms"]
             if c32 in off
             else float("nan"),
+            "classify_over_image_encode_p50": classify["p50_ms"] / img_base["p50_ms"],
         },  # fmt: skip
         "date": datetime.now(UTC).strftime("%Y-%m-%d"),
         "loadavg": os.getloadavg()[0],
@@ -396,9 +463,20 @@ def main() -> None:
             p50, p99, rps, err = m["p50_ms"], m["p99_ms"], m["req_per_s"], m["errors"]
             line = f"p50 {p50:.1f} ms, p99 {p99:.1f} ms, {rps:.0f} req/s, {err} errors"
             rows.append((f"batching {name}, c={c}", line))
-    for k, val in results["ratios"].items():
-        rows.append((k, f"{val:.2f}"))
-    report("service", results, rows)
+    r = results["ratios"]
+    rows.append(("classify p50 / one image encode p50",
+                 f"{classify['p50_ms']:.1f} / {img_base['p50_ms']:.1f} ms"))  # fmt: skip
+    targets = [
+        target("service_p50_overhead", "server p50 (c=1) ÷ in-process encode + search p50",
+               r["server_over_inprocess_p50"], 1.10, "<="),
+        target("service_batching_speedup", f"req/s at c={c32}, batching on ÷ off",
+               r["batching_speedup_c32"], 2.0, unit="×"),
+        target("service_batching_p99", f"p99 at c={c32}, batching on ÷ off",
+               r["batching_p99_ratio_c32"], 1.0, "<="),
+        target("service_classify_dominated", "/classify (cached labels) p50 ÷ one image encode p50",
+               r["classify_over_image_encode_p50"], 1.25, "<="),
+    ]  # fmt: skip
+    report("service", results, rows, targets, json_out=args.json_out)
     if args.write_docs:
         write_docs(results)
 
