@@ -13,6 +13,10 @@ from .errors import ModelSpecError
 
 log = logging.getLogger(__name__)
 
+# "onnx": the same fp32 weights run by ONNX Runtime on the CPU (model/onnx_backend.py);
+# "onnx-int8": with int8 MatMul weights. docs/benchmarks.md has the measured speed and quality.
+BACKENDS = ("torch", "onnx", "onnx-int8")
+
 SPEC_FORMS = (
     "'starter' (the offline default), 'hf:<hub id or local dir>' "
     "(e.g. hf:openai/clip-vit-base-patch32), or the path of a clipsearch checkpoint directory"
@@ -25,10 +29,18 @@ def load_encoder(
     *,
     image_batch_size: int = 32,
     text_batch_size: int = 128,
+    backend: str = "torch",
 ) -> Encoder:
-    """Load a model by spec onto `device` (default: CUDA if available, else CPU)."""
+    """Load a model by spec onto `device` (default: CUDA if available, else CPU). `backend`
+    "onnx"/"onnx-int8" runs both towers in ONNX Runtime on the CPU (exported once, cached)."""
     from .device import resolve_device
 
+    if backend not in BACKENDS:
+        raise ModelSpecError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if backend != "torch":
+        if device not in (None, "auto") and resolve_device(device).type != "cpu":
+            raise ModelSpecError(f"the {backend} backend runs on the CPU, not {device}")
+        device = "cpu"
     dev = resolve_device(device)
     kind, ref = parse_spec(spec)
     if kind == "hf":
@@ -57,7 +69,7 @@ def load_encoder(
             "use_attention_mask": True,
         }
         meta = {"family": "clipsearch", "config": cfg.to_dict()}
-    return Encoder(
+    enc = Encoder(
         module,
         tokenizer,
         pre,
@@ -68,6 +80,11 @@ def load_encoder(
         image_batch_size=image_batch_size,
         text_batch_size=text_batch_size,
     )
+    if backend == "torch":
+        return enc
+    from .onnx_backend import onnx_encoder
+
+    return onnx_encoder(enc, int8=backend == "onnx-int8")
 
 
 def parse_spec(spec: str) -> tuple[str, str]:
