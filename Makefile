@@ -12,7 +12,7 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev,train,demo,distributed]'
+	$(BIN)/pip install --quiet -e '.[dev,train,demo,distributed,onnx]'
 	touch $@
 
 ## run: install, build the starter model, build the demo index, serve on http://$(HOST):$(PORT)
