@@ -186,11 +186,28 @@ def quantize_towers(fp32: OnnxTowers, out_dir: str | Path) -> OnnxTowers:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     out = _towers(Path(out_dir), True)
-    for src, dst in ((fp32.image, out.image), (fp32.text, out.text)):
-        quantize_dynamic(
-            str(src),
-            str(dst),
-            weight_type=QuantType.QInt8,
-            op_types_to_quantize=["MatMul", "Gemm"],
-        )
+    hint = _DropHint("pre-processing before quantization")
+    logging.getLogger().addFilter(hint)
+    try:
+        for src, dst in ((fp32.image, out.image), (fp32.text, out.text)):
+            quantize_dynamic(
+                str(src),
+                str(dst),
+                weight_type=QuantType.QInt8,
+                op_types_to_quantize=["MatMul", "Gemm"],
+            )
+    finally:
+        logging.getLogger().removeFilter(hint)
     return out
+
+
+class _DropHint(logging.Filter):
+    """ORT logs a hint on the root logger to run its shape-inference pre-pass, which fails on
+    these graphs ("Incomplete symbolic shape inference"); the hint would only confuse users."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.text not in record.getMessage()

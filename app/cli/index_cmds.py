@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from ._output import emit_json, fail, info, out
+from .model_cmds import add_backend_arg
 
 BUILD_EPILOG = """examples:
   clipsearch index build photos/ --index idx/
@@ -50,6 +51,7 @@ def register(sub: argparse._SubParsersAction) -> None:
             + ("" if name == "build" else " (default: the live version's model)"),
         )
         b.add_argument("--device", default=None, help="cpu, cuda … (default: CUDA if present)")
+        add_backend_arg(b)
         b.add_argument("--batch-size", type=int, default=32, metavar="N")
         b.add_argument(
             "--workers",
@@ -158,15 +160,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--texts", action="store_true", help="search the caption/label corpus")
     s.add_argument("--model", default=None, metavar="SPEC", help="default: the index's model")
     s.add_argument("--device", default=None, help="cpu, cuda … (default: CUDA if present)")
+    add_backend_arg(s)
     s.add_argument("--json", action="store_true", help='print {"hits": [...], ...}')
     s.set_defaults(func=cmd_search)
 
 
-def _encoder(spec: str, device: str | None):
+def _encoder(spec: str, device: str | None, backend: str = "torch"):
     from model import load_encoder
 
     try:
-        return load_encoder(spec, device=device)
+        return load_encoder(spec, device=device, backend=backend)
     except ValueError as e:  # e.g. an unavailable device
         fail(str(e))
 
@@ -183,10 +186,12 @@ def cmd_build(args: argparse.Namespace) -> int:
         fail(f"{args.source}: no such folder or manifest")
     if args.ray_address and args.engine != "ray":
         fail("--ray-address needs --engine ray")
+    if args.engine == "ray" and args.backend != "torch":
+        fail("--backend applies to the local engine; Ray workers run the model in PyTorch")
     spec = args.model
     if spec is None:  # update: the live version's model
         spec = live_model_spec(args.index) or "starter"
-    enc = _encoder(spec, args.device)
+    enc = _encoder(spec, args.device, args.backend)
     run = build_index if args.mode == "build" else update_index
     if args.engine == "ray":
         run = _ray_runner(args)
@@ -357,7 +362,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     where = _parse_where(args.where)
     image = load_image(args.image) if args.image else None
     spec = args.model or open_index(args.index).model_spec
-    enc = _encoder(spec, args.device)
+    enc = _encoder(spec, args.device, args.backend)
     v = open_index(args.index, expected_fingerprint=enc.fingerprint)
     try:
         q = enc.encode_images([image]) if image is not None else enc.encode_texts([args.text])

@@ -6,12 +6,25 @@ import argparse
 
 from ._output import bar, emit_json, fail, info, out
 
+# model.loader.BACKENDS, spelled out here because importing `model` at parse time loads torch
+BACKEND_CHOICES = ("torch", "onnx", "onnx-int8")
 MODEL_HELP = "model spec: starter (default), hf:<hub id or dir>, or a checkpoint dir"
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="starter", metavar="SPEC", help=MODEL_HELP)
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 … (default: CUDA if present)")
+    add_backend_arg(p)
+
+
+def add_backend_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--backend",
+        default="torch",
+        choices=BACKEND_CHOICES,
+        help="run the model in PyTorch (default) or ONNX Runtime on the CPU (onnx: same vectors, "
+        "faster; onnx-int8: int8 weights, a different fingerprint); see docs/benchmarks.md",
+    )
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -71,7 +84,7 @@ def _load(args: argparse.Namespace):
     from model import load_encoder
 
     try:
-        return load_encoder(args.model, device=args.device)
+        return load_encoder(args.model, device=args.device, backend=args.backend)
     except ValueError as e:  # e.g. an unavailable device
         fail(str(e))
 
