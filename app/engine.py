@@ -113,7 +113,11 @@ class SearchEngine:
         version = open_index(settings.index)
         try:
             if encoder is None:
-                encoder = load_encoder(settings.model or version.model_spec, device=settings.device)
+                encoder = load_encoder(
+                    settings.model or version.model_spec,
+                    device=settings.device,
+                    backend=settings.backend,
+                )
             if encoder.fingerprint != version.fingerprint:
                 raise ModelMismatchError(
                     f"model {encoder.spec!r} (fingerprint {encoder.fingerprint[:12]}) is not the "

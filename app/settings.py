@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -17,6 +18,7 @@ class Settings(BaseSettings):
     index: Path | None = None  # index directory (with CURRENT + versions/); required to serve
     model: str | None = None  # model spec; default: the one the live index version was built with
     device: str | None = None  # cpu, cuda, cuda:1 … (default: CUDA if present)
+    backend: Literal["torch", "onnx", "onnx-int8"] = "torch"  # model.loader.BACKENDS
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     workers: int = Field(1, ge=1, le=64)  # uvicorn worker processes (each loads model + index)

@@ -6,6 +6,7 @@ import argparse
 import os
 
 from ._output import fail, info
+from .model_cmds import BACKEND_CHOICES
 
 EPILOG = """examples:
   clipsearch serve --index ./my-index
@@ -22,6 +23,7 @@ FLAGS = {
     "index": "INDEX",
     "model": "MODEL",
     "device": "DEVICE",
+    "backend": "BACKEND",
     "host": "HOST",
     "port": "PORT",
     "workers": "WORKERS",
@@ -40,6 +42,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--model", metavar="SPEC", help="model spec (default: the one the index was built with)"
     )
     p.add_argument("--device", help="cpu, cuda, cuda:1 … (default: CUDA if present)")
+    p.add_argument(
+        "--backend",
+        choices=BACKEND_CHOICES,
+        help="torch (default) or ONNX Runtime on the CPU: onnx, onnx-int8 (env CLIPSEARCH_BACKEND)",
+    )
     p.add_argument("--host", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (default 8000)")
     p.add_argument("--workers", type=int, help="worker processes, each with model + index")

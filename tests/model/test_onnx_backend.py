@@ -116,3 +116,22 @@ def test_cli_backend_flag(tiny_ckpt_dir, monkeypatch, tmp_path, capsys):
     ref = json.loads(capsys.readouterr().out)["texts"][0]["vector"]
     np.testing.assert_allclose(fp32, ref, atol=1e-4)
     assert not np.allclose(int8, ref, atol=1e-6)  # the int8 graph really ran
+
+
+def test_index_built_in_torch_is_served_by_onnx(tiny_ckpt_dir, photos_dir, monkeypatch, tmp_path):
+    """fp32 ONNX keeps the fingerprint, so the service can switch backends without re-indexing;
+    int8 is a different model and is refused by the same check."""
+    from app.engine import SearchEngine
+    from app.settings import Settings
+    from indexer import ModelMismatchError, build_index
+
+    monkeypatch.setenv("CLIPSEARCH_CACHE", str(tmp_path / "cache"))
+    ref = load_encoder(str(tiny_ckpt_dir), device="cpu")
+    build_index(photos_dir, tmp_path / "idx", ref, progress=False)
+    engine = SearchEngine.load(Settings(index=tmp_path / "idx", backend="onnx"))
+    try:
+        assert isinstance(engine.encoder, OnnxEncoder) and engine.encoder.backend == "onnx"
+    finally:
+        engine.version.close()
+    with pytest.raises(ModelMismatchError):
+        SearchEngine.load(Settings(index=tmp_path / "idx", backend="onnx-int8"))
