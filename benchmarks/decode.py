@@ -26,6 +26,7 @@ target uses the same mix (benchmarks/indexer.py).
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import struct
 import tempfile
@@ -263,6 +264,7 @@ def main() -> None:
         "photos_per_size": n_photos,
         "threads": 1,
         "generate_s": round(gen_s, 1),
+        "load_average_1min_at_end": round(os.getloadavg()[0], 2),
         "mix": {f"{k:g}": v for k, v in MIX.items()},
         "per_size": per_size,
         "mix_images_per_s": rates,
