@@ -246,6 +246,10 @@ def main() -> None:
                 row[f"cosine_{other}_vs_pil"] = float(
                     np.min(np.sum(emb[other] * emb["plain_pil"], 1))
                 )
+            # the candidate differs from our path only in where the resize runs (PIL vs tensor)
+            row["cosine_ours_tensor_vs_ours"] = float(
+                np.min(np.sum(emb["ours_tensor"] * emb["ours"], 1))
+            )
             row["speedup_vs_pil"] = round(row["plain_pil_ms"] / row["ours_ms"], 2)
             row["speedup_vs_torchvision"] = round(row["torchvision_ms"] / row["ours_ms"], 2)
             per_size[f"{mp:g}"] = row
