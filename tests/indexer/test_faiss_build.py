@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from indexer._search import exact_rows
+from indexer._search import as_f32, exact_rows
 from indexer.faiss_build import PreadRows, build_faiss, choose_factory, parse_size, searcher_for
 from indexer.store import VectorWriter
 from indexer.synthetic import GapSpace
@@ -94,3 +94,27 @@ def test_filtered_ann_search_is_never_short(ivf, fraction):
     few = allowed[:5]
     out = s.search(q[:1], 10, allowed_ids=few, min_score=-1.0)[0]
     assert sorted(i for i, _ in out) == sorted(few.tolist())
+
+
+def test_as_f32_matches_numpy_cast_for_every_fp16_value():
+    every = np.arange(1 << 16, dtype=np.uint16).view(np.float16).reshape(256, 256)
+    for block in (every, every[:, ::3]):  # contiguous and strided
+        got = as_f32(block)
+        assert got.dtype == np.float32 and got.shape == block.shape
+        np.testing.assert_array_equal(got, block.astype(np.float32))  # inf, NaN, subnormals too
+    x = np.ones((2, 3), dtype=np.float32)
+    assert as_f32(x).dtype == np.float32 and np.array_equal(as_f32(x), x)
+
+
+def test_reranked_hits_carry_exact_scores(ivf):
+    built, path, ids, space = ivf
+    vectors = PreadRows(path)
+    s = searcher_for(built.index, vectors, ids, built.factory, built.rerank_k, built.search_params)
+    q = space.text_queries(5)
+    for qi, hits in zip(q, s.search(q, 7), strict=True):
+        assert len(hits) == 7  # k of them, though rerank_k candidates were scored
+        got_ids = np.array([i for i, _ in hits])
+        rows = np.searchsorted(ids, got_ids)
+        exact = vectors[rows].astype(np.float32) @ qi
+        np.testing.assert_allclose([sc for _, sc in hits], exact, rtol=0, atol=1e-6)
+        assert np.all(np.diff(exact) <= 0)  # best first
