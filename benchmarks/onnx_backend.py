@@ -121,7 +121,7 @@ def main() -> None:
             "texts_b64": lambda e: e._encode_tokens(q64),
         }
         for case, fn in cases.items():
-            n = repeat if case != "texts_b1" else repeat * 5  # ~10 ms calls: more rounds
+            n = repeat if case != "texts_b1" else repeat * (3 if args.quick else 5)  # short calls
             med = alternate({k: (lambda e=e, fn=fn: fn(e)) for k, e in encs.items()}, n)
             speed[case] = {f"{k}_ms": round(v * 1000, 2) for k, v in med.items()}
             for k in ("onnx", "onnx-int8"):
