@@ -1,11 +1,12 @@
 """Indexer benchmark: end-to-end images/s against min(encoder rate, decode rate × workers).
 
-    python -m benchmarks.indexer [--model starter] [--images 160] [--batch-size 32]
-                                 [--workers N] [--repeat 2] [--device cpu] [--quick]
+    python -m benchmarks.indexer [--model starter] [--images N] [--batch-size 32]
+                                 [--workers N] [--repeat 5] [--device cpu] [--quick]
 
 The corpus is generated (benchmarks/decode.py): JPEGs of 0.3–12 MP made from the scikit-image
 sample photos, in that benchmark's size mix (mostly web-sized images, a quarter phone photos);
-each file has distinct bytes so the indexer's content hashing folds none of them. Measured in the
+each file has distinct bytes so the indexer's content hashing folds none of them. Its size is
+whole batches worth about 10 s of encoding on this machine (`--images` fixes it). Measured in the
 same run, on the same files:
 
   encoder rate   encode_pixels on the images already decoded into tensors, at the indexer's
@@ -42,11 +43,23 @@ from benchmarks.decode import make_sizes, mix_corpus
 GPU_RATE_GOAL = 2500.0  # ViT-B/32 images/s end to end on one H100 (clip-retrieval's A100 figure)
 
 
-def make_corpus(out: Path, n: int, seed: int = 0) -> list[Path]:
-    """n JPEGs in the decode benchmark's size mix (distinct bytes per file)."""
+def sized_corpus(enc, out: Path, batch_size: int, seconds: float, images: int | None) -> list[Path]:
+    """The corpus, `images` JPEGs or — by default — as many whole batches as the encoder takes
+    about `seconds` to embed on this machine right now (2 to 15 batches): every build then
+    lasts about as long on a fast idle machine as on a slow busy one, so the fixed costs of a
+    build (pipeline fill, scanning, FAISS, publishing) weigh alike and ≥ 5 pairs fit the time."""
     with tempfile.TemporaryDirectory() as base_dir:
         base = make_sizes(Path(base_dir))
-        return mix_corpus(out, n, base, seed=seed)
+        if images is None:
+            files = [f for fs in base.values() for f in fs]
+            one = torch.stack([enc.preprocess(enc.load_image(f)) for f in files])
+            batch = one[torch.arange(batch_size) % len(one)]
+            enc.encode_pixels(batch)  # warm-up
+            t0 = time.perf_counter()
+            enc.encode_pixels(batch)
+            rate = batch_size / (time.perf_counter() - t0)
+            images = batch_size * min(15, max(2, round(rate * seconds / batch_size)))
+        return mix_corpus(out, images, base)
 
 
 def cpu_seconds() -> float:
@@ -116,14 +129,21 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--model", default="starter")
     ap.add_argument("--device", default=None)
-    ap.add_argument("--images", type=int, default=None, help="corpus size (default 160, quick 64)")
+    ap.add_argument(
+        "--images",
+        type=int,
+        default=None,
+        help="corpus size (default: ~10 s of encoding, quick 4 s)",
+    )
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--workers", type=int, default=None, help="default: the indexer's default")
-    ap.add_argument("--repeat", type=int, default=None, help="baseline/build pairs (default 2)")
+    ap.add_argument(
+        "--repeat", type=int, default=None, help="baseline/build pairs (default 5, quick 2)"
+    )
     add_suite_args(ap)
     args = ap.parse_args()
-    n_images = args.images or (48 if args.quick else 160)
-    repeat = args.repeat or (1 if args.quick else 2)
+    seconds = 4.0 if args.quick else 10.0
+    repeat = args.repeat or (1 if args.quick else 5)
 
     from indexer import build_index
     from indexer.pipeline import default_workers
@@ -134,7 +154,8 @@ def main() -> None:
     cores = len(os.sched_getaffinity(0))
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        paths = make_corpus(Path(tmp) / "corpus", n_images)
+        paths = sized_corpus(enc, Path(tmp) / "corpus", args.batch_size, seconds, args.images)
+        n_images = len(paths)
         gen_s = time.perf_counter() - t0
         pixels, decode_rate, decode_cpu = decode_all(enc, paths)
         enc.encode_pixels(pixels[: args.batch_size])  # warm-up
