@@ -1,4 +1,4 @@
-"""Image decoding benchmark: decode + preprocess to the model tensor, three ways, on real JPEGs.
+"""Image decoding benchmark: decode + preprocess to the model tensor on real JPEGs, four ways.
 
     python -m benchmarks.decode [--model starter] [--repeat 7] [--photos 4] [--quick]
 
