@@ -37,10 +37,10 @@ NOTES = {
     "the starter (torch profiler); ORT folds BN into its NCHWc convolutions. A miss means the "
     "machine was contended during the ORT rounds; re-run.",
     "images_b1": "see images_b32",
-    "texts_b1": "one short query is dominated by per-op dispatch, which ORT's fused graph removes; "
-    "a miss means contention during the ORT rounds; re-run.",
+    "texts_b1": "one short query is dominated by per-op overhead, which ORT's optimised graph "
+    "halves; a miss means contention during the ORT rounds; re-run.",
     "texts_b64": "at batch 64 the MiniLM matmuls dominate and both backends run comparable fp32 "
-    "GEMMs (MKL vs MLAS), so fusing the small ops gains ~1.3x on one thread; int8 weights "
+    "GEMMs (MKL vs MLAS), so trimming the small ops gains ~1.3x on one thread; int8 weights "
     "(onnx-int8) are what would be needed for more.",
 }
 RECALLS = ("recall@1", "recall@5", "photos_recall@1", "photos_recall@5")
