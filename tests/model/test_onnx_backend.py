@@ -3,6 +3,8 @@ photos and texts, with dynamic batch and sequence length, for every model family
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 
@@ -135,3 +137,13 @@ def test_index_built_in_torch_is_served_by_onnx(tiny_ckpt_dir, photos_dir, monke
         engine.version.close()
     with pytest.raises(ModelMismatchError):
         SearchEngine.load(Settings(index=tmp_path / "idx", backend="onnx-int8"))
+
+
+def test_missing_onnxruntime_is_a_clear_error(tiny_ckpt_dir, monkeypatch, tmp_path):
+    from model import ClipsearchError
+
+    monkeypatch.setenv("CLIPSEARCH_CACHE", str(tmp_path))
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import now raises ImportError
+    with pytest.raises(ClipsearchError, match=r"pip install 'clipsearch\[onnx\]'"):
+        load_encoder(str(tiny_ckpt_dir), backend="onnx")
+    assert not (tmp_path / "onnx").exists()
