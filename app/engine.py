@@ -27,7 +27,7 @@ from model import zeroshot as zs
 from .batcher import MicroBatcher
 from .cache import LRUCache
 from .errors import ApiError
-from .memory import process_memory
+from .memory import MallocTrimmer, process_memory
 from .metrics import Metrics
 from .settings import Settings
 
@@ -98,6 +98,7 @@ class SearchEngine:
         self.thumb_cache = LRUCache(settings.thumbnail_cache_size)
         self._text_batcher: MicroBatcher[TextJob, TextResult] | None = None
         self._image_batcher: MicroBatcher[Image.Image, np.ndarray] | None = None
+        self._trimmer: MallocTrimmer | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------
     @classmethod
@@ -148,20 +149,47 @@ class SearchEngine:
             on_batch=functools.partial(self.metrics.observe_batch, "image"),
         )  # fmt: skip
         self._reload_lock = asyncio.Lock()
+        self._trimmer = MallocTrimmer(s.malloc_trim_s)
 
     def warmup(self) -> None:
-        """One text, one image and one search, so the first request pays no lazy setup."""
+        """Run every path a request can take, on every pool thread, at the largest batch the
+        batcher forms, before the server reports ready. Each thread's first big batch is what
+        grows the process: glibc gives each thread its own malloc arena, and torch sizes its
+        buffers to the largest batch seen. Doing that here keeps RSS flat under load instead of
+        climbing through the first minute of traffic (see docs/reliability.md)."""
         t0 = time.perf_counter()
-        q = self.encoder.encode_texts(["warm up"])
-        self.encoder.encode_images([Image.new("RGB", (64, 64), (127, 127, 127))])
+        n = self.settings.max_batch
+        texts = [f"warm-up query {i} " + "word " * (i % 16) for i in range(n)]
+        rng = np.random.default_rng(0)
+        photo = Image.fromarray(rng.integers(0, 256, (480, 640, 3), dtype=np.uint8))
+        buf = io.BytesIO()
+        photo.save(buf, "JPEG", quality=85)
+        jpeg = buf.getvalue()
         with self.lease() as v:
-            v.search(q, 1)
+            queries = self.encoder.encode_texts(texts[:2])
+
+            def encode_path() -> None:
+                self.encoder.encode_texts(texts)
+                self.encoder.encode_texts(texts[:1])
+                self.encoder.encode_images([photo] * n)
+                self.encoder.encode_images([photo])
+                v.search(queries[:1], 10)
+
+            def io_path() -> None:
+                self.encoder.load_image(jpeg, max_pixels=self.settings.max_image_pixels)
+                v.search(queries[:1], 10)
+                v.search(queries, 10)
+
+            _on_every_thread(self.encode_pool, self.settings.encode_workers, encode_path)
+            _on_every_thread(self.io_pool, self.settings.search_workers, io_path)
         log.info("warm-up took %.2fs", time.perf_counter() - t0)
 
     async def close(self) -> None:
         for b in (self._text_batcher, self._image_batcher):
             if b is not None:
                 await b.close()
+        if self._trimmer is not None:
+            self._trimmer.close()
         self.encode_pool.shutdown(wait=True)
         self.io_pool.shutdown(wait=True)
         self._slot.version.close()
@@ -375,6 +403,19 @@ class SearchEngine:
                 "thumbnail": self.thumb_cache.stats(),
             },
         }
+
+
+def _on_every_thread(pool: ThreadPoolExecutor, threads: int, fn: Callable[[], None]) -> None:
+    """Run fn once on each of the pool's `threads` threads: a barrier holds every task until all
+    have started, so no thread can take two of them and the pool must start all of its threads."""
+    barrier = threading.Barrier(threads)
+
+    def task() -> None:
+        barrier.wait(timeout=60)
+        fn()
+
+    for f in [pool.submit(task) for _ in range(threads)]:
+        f.result()
 
 
 def parse_id(image_id: str) -> int:

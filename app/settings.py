@@ -53,6 +53,7 @@ class Settings(BaseSettings):
     thumbnail_px: int = Field(256, ge=16, le=1024)
 
     reload_poll_s: float = Field(0.0, ge=0.0)  # >0: follow CURRENT, reloading when it changes
+    malloc_trim_s: float = Field(2.0, ge=0.0)  # hand freed heap back to the OS this often; 0 = off
     warmup: bool = True  # run one text, image and search call before reporting ready
     static_dir: Path | None = None  # served at "/"; default: app/static when it exists
 

@@ -184,6 +184,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             time.sleep(0.2)
 
         tally = Tally()
+        rss_ready = _rss(proc.pid)
         rss: list[tuple[float, int]] = []
         img = _sample_jpeg_b64()
 
@@ -235,6 +236,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "p99_ms": round(1000 * lat[int(len(lat) * 0.99)], 1) if lat else None,
         "versions_answered": dict(tally.versions),
         "inconsistent": tally.inconsistent[:10],
+        "rss_at_ready_mib": round(rss_ready / 2**20, 1),
         "rss_first10s_mib": round(rss_first / 2**20, 1),
         "rss_last10s_mib": round(rss_last / 2**20, 1),
         "rss_growth_pct": round(100 * (rss_last - rss_first) / rss_first, 2),
