@@ -6,7 +6,8 @@
 The corpus is generated (benchmarks/decode.py): JPEGs of 0.3–12 MP made from the scikit-image
 sample photos, in that benchmark's size mix (mostly web-sized images, a quarter phone photos);
 each file has distinct bytes so the indexer's content hashing folds none of them. Its size is
-whole batches worth about 10 s of encoding on this machine (`--images` fixes it). Measured in the
+whole batches worth about 15 s of encoding on this machine (`--images` fixes it); the forward
+baseline runs on the first half of them. Measured in the
 same run, on the same files:
 
   encoder rate   encode_pixels on the images already decoded into tensors, at the indexer's
@@ -20,9 +21,10 @@ same run, on the same files:
 Target (issue): end to end ≥ 0.9 × min(encoder rate, decode rate × workers). On a CPU the decode
 workers and the model share the same cores, which that bound ignores; the contention-aware bound
 1 / (1/encoder + 1/(decode × cores)) and the CPU-seconds-per-image ratio are reported beside it.
-Baseline and build alternate `--repeat` times; medians are reported. The encoder's fingerprint and
-output size (computed once per process, by the first build of a CLI run) are computed before the
-builds and reported apart, so a small corpus does not spread a fixed cost over a few images.
+Baseline and build alternate `--repeat` times; the target takes the median of the per-pair
+ratios. The encoder's fingerprint and output size (computed once per process, by the first build
+of a CLI run) are computed before the builds and reported apart, so a small corpus does not
+spread a fixed cost over a few images.
 """
 
 from __future__ import annotations
@@ -142,7 +144,7 @@ def main() -> None:
     )
     add_suite_args(ap)
     args = ap.parse_args()
-    seconds = 4.0 if args.quick else 10.0
+    seconds = 4.0 if args.quick else 15.0
     repeat = args.repeat or (1 if args.quick else 5)
 
     from indexer import build_index
@@ -156,6 +158,8 @@ def main() -> None:
         t0 = time.perf_counter()
         paths = sized_corpus(enc, Path(tmp) / "corpus", args.batch_size, seconds, args.images)
         n_images = len(paths)
+        # the baseline's rate needs fewer images than the build's fixed costs do to fade
+        n_forward = max(args.batch_size, n_images // 2 // args.batch_size * args.batch_size)
         gen_s = time.perf_counter() - t0
         pixels, decode_rate, decode_cpu = decode_all(enc, paths)
         enc.encode_pixels(pixels[: args.batch_size])  # warm-up
@@ -166,7 +170,7 @@ def main() -> None:
         once_s = time.perf_counter() - t0
         forward, e2e, stage, fwd_cpu, e2e_cpu, in_build, outside = [], [], [], [], [], [], []
         for r in range(repeat):
-            rate, cpu = forward_throughput(enc, pixels, args.batch_size)
+            rate, cpu = forward_throughput(enc, pixels[:n_forward], args.batch_size)
             forward.append(rate)
             fwd_cpu.append(cpu)
             t0, c0 = time.perf_counter(), cpu_seconds()
@@ -196,7 +200,10 @@ def main() -> None:
     shared_bound = 1.0 / (1.0 / fwd + 1.0 / (decode_rate * cores))
     # On a shared machine wall-clock rates swing with other load; CPU seconds per image do not.
     cpu_ratio = statistics.median(fwd_cpu) / statistics.median(e2e_cpu)
-    ratio = end / bound
+    # Each build is compared with the forward pass measured just before it; the median of those
+    # pairs is the figure held to the target (the ratio of the medians is reported beside it).
+    pairs = [e / min(f, decode_rate * max(workers, 1)) for e, f in zip(e2e, forward, strict=True)]
+    ratio = statistics.median(pairs)
     results = {
         "model": args.model,
         "device": str(enc.device),
@@ -218,13 +225,15 @@ def main() -> None:
         "build_seconds_outside_forward": round(rest_s, 2),
         "build_seconds": round(n_images / end, 2),
         "ratio_to_bound": round(ratio, 3),
+        "ratio_of_medians": round(end / bound, 3),
+        "forward_images": n_forward,
         "ratio_to_shared_core_bound": round(end / shared_bound, 3),
         "ratio_to_encoder": round(end / fwd, 3),
         "ratio_cpu_time": round(cpu_ratio, 3),
         "forward_cpu_s_per_image": round(statistics.median(fwd_cpu), 4),
         "decode_cpu_s_per_image": round(decode_cpu, 4),
         "indexer_cpu_s_per_image": round(statistics.median(e2e_cpu), 4),
-        "pair_ratios": [round(e / f, 3) for e, f in zip(e2e, forward, strict=True)],
+        "pair_ratios": [round(x, 3) for x in pairs],
         "runs": {"forward": forward, "indexer": e2e},
     }
     targets = [
@@ -236,7 +245,8 @@ def main() -> None:
             note=_note(ratio, cpu_ratio, end / shared_bound),
         )
     ]
-    targets += gpu_targets(args.model, enc.device.type, end, end / fwd)
+    model_only = statistics.median(e / f for e, f in zip(e2e, forward, strict=True))
+    targets += gpu_targets(args.model, enc.device.type, end, model_only)
     report(
         "indexer",
         results,
@@ -252,7 +262,8 @@ def main() -> None:
             ("  build wall time outside the forward", f"{rest_s:.1f} of {n_images / end:.1f} s"),
             ("encoder fingerprint + dim, once per process (not in the builds)", f"{once_s:.2f} s"),
             ("ratio of CPU s/image, forward / indexer", f"{cpu_ratio:.3f}"),
-            ("per-run end-to-end / encoder", ", ".join(f"{x:.2f}" for x in results["pair_ratios"])),
+            ("per-pair end to end / bound", ", ".join(f"{x:.2f}" for x in pairs)),
+            ("ratio of the medians", f"{end / bound:.3f}"),
         ],
         targets=targets,
         json_out=args.json_out,
