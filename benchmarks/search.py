@@ -248,7 +248,8 @@ def measure(d: Path, n: int, dim: int, seed: int, meta: dict, quick: bool) -> di
         out = np.empty((len(q), k), dtype=np.int64)
         for i in range(len(q)):
             c = np.sort(cand[i][cand[i] >= 0])
-            s = np.asarray(vectors[c], dtype=np.float32) @ q[i]
+            # einsum like ours: a BLAS `@` leaves OpenBLAS threads spinning into the next call
+            s = np.einsum("ij,j->i", np.asarray(vectors[c], dtype=np.float32), q[i])
             out[i] = c[np.argsort(-s)[:k]]
         return out
 
