@@ -17,6 +17,8 @@ log = logging.getLogger(__name__)
 # "onnx-int8": with int8 MatMul weights. docs/benchmarks.md has the measured speed and quality.
 BACKENDS = ("torch", "onnx", "onnx-int8")
 
+CPU_IMAGE_BATCH = 8  # measured best per image for the starter's tower on 1–2 CPU threads
+
 SPEC_FORMS = (
     "'starter' (the offline default), 'hf:<hub id or local dir>' "
     "(e.g. hf:openai/clip-vit-base-patch32), or the path of a clipsearch checkpoint directory"
@@ -27,12 +29,17 @@ def load_encoder(
     spec: str = "starter",
     device: str | torch.device | None = None,
     *,
-    image_batch_size: int = 32,
+    image_batch_size: int | None = None,
     text_batch_size: int = 128,
     backend: str = "torch",
 ) -> Encoder:
     """Load a model by spec onto `device` (default: CUDA if available, else CPU). `backend`
-    "onnx"/"onnx-int8" runs both towers in ONNX Runtime on the CPU (exported once, cached)."""
+    "onnx"/"onnx-int8" runs both towers in ONNX Runtime on the CPU (exported once, cached).
+
+    `image_batch_size` (default: CPU_IMAGE_BATCH on a CPU, 32 on an accelerator) bounds one
+    forward; larger requests are split. On a CPU small batches are faster per image: a
+    convolutional tower's activations at batch 32 no longer fit the caches (docs/benchmarks.md).
+    """
     from .device import resolve_device
 
     if backend not in BACKENDS:
@@ -42,6 +49,8 @@ def load_encoder(
             raise ModelSpecError(f"the {backend} backend runs on the CPU, not {device}")
         device = "cpu"
     dev = resolve_device(device)
+    if image_batch_size is None:
+        image_batch_size = CPU_IMAGE_BATCH if dev.type == "cpu" else 32
     kind, ref = parse_spec(spec)
     if kind == "hf":
         from .hf_clip import load_hf
@@ -81,6 +90,7 @@ def load_encoder(
         text_batch_size=text_batch_size,
     )
     if backend == "torch":
+        enc.use_channels_last()
         return enc
     from .onnx_backend import onnx_encoder
 
