@@ -140,7 +140,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--workers", type=int, default=None, help="default: the indexer's default")
     ap.add_argument(
-        "--repeat", type=int, default=None, help="baseline/build pairs (default 5, quick 2)"
+        "--repeat", type=int, default=None, help="baseline/build pairs (default 5, quick 1)"
     )
     add_suite_args(ap)
     args = ap.parse_args()
@@ -159,7 +159,8 @@ def main() -> None:
         paths = sized_corpus(enc, Path(tmp) / "corpus", args.batch_size, seconds, args.images)
         n_images = len(paths)
         # the baseline's rate needs fewer images than the build's fixed costs do to fade
-        n_forward = max(args.batch_size, n_images // 2 // args.batch_size * args.batch_size)
+        half = n_images // 2 // args.batch_size * args.batch_size
+        n_forward = min(n_images, max(2 * args.batch_size, half))
         gen_s = time.perf_counter() - t0
         pixels, decode_rate, decode_cpu = decode_all(enc, paths)
         enc.encode_pixels(pixels[: args.batch_size])  # warm-up
