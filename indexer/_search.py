@@ -88,7 +88,16 @@ class Searcher:
     nlist: int = 0
     exact_filter_limit: int = EXACT_FILTER_LIMIT
 
+    def __post_init__(self) -> None:
+        # Sorted unique ids with no gaps (a fresh build's 0..n-1) map to rows by subtraction; a
+        # searchsorted over 10M ids costs ~0.2 ms per query in cache misses.
+        n = len(self.ids)
+        self._first = int(self.ids[0]) if n else 0
+        self._dense = n > 0 and int(self.ids[-1]) - self._first == n - 1
+
     def rows_of(self, ids: np.ndarray) -> np.ndarray:
+        if self._dense:
+            return np.asarray(ids, dtype=np.int64) - self._first
         return np.searchsorted(self.ids, ids)
 
     def search(

@@ -118,3 +118,18 @@ def test_reranked_hits_carry_exact_scores(ivf):
         exact = vectors[rows].astype(np.float32) @ qi
         np.testing.assert_allclose([sc for _, sc in hits], exact, rtol=0, atol=1e-6)
         assert np.all(np.diff(exact) <= 0)  # best first
+
+
+@pytest.mark.parametrize("ids", [np.arange(5, 1005), np.arange(1000) * 3 + 7])
+def test_rows_of_dense_and_gapped_ids(ids):
+    from indexer._search import Searcher
+
+    s = Searcher(index=None, vectors=np.zeros((len(ids), 4), np.float16), ids=ids, rerank=True)
+    pick = np.array([ids[0], ids[17], ids[-1]])
+    assert s.rows_of(pick).tolist() == [0, 17, len(ids) - 1]
+    assert (
+        Searcher(None, np.zeros((0, 4)), np.zeros(0, np.int64), rerank=True)
+        .rows_of(np.zeros(0, np.int64))
+        .tolist()
+        == []
+    )
