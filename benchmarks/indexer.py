@@ -6,7 +6,7 @@
 The corpus is generated (benchmarks/decode.py): JPEGs of 0.3–12 MP made from the scikit-image
 sample photos, in that benchmark's size mix (mostly web-sized images, a quarter phone photos);
 each file has distinct bytes so the indexer's content hashing folds none of them. Its size is
-whole batches worth about 15 s of encoding on this machine (`--images` fixes it); the forward
+whole batches worth about 12 s of encoding on this machine (`--images` fixes it); the forward
 baseline runs on the first half of them. Measured in the
 same run, on the same files:
 
@@ -137,7 +137,7 @@ def main() -> None:
         "--images",
         type=int,
         default=None,
-        help="corpus size (default: ~15 s of encoding, quick 4 s)",
+        help="corpus size (default: ~12 s of encoding, quick 3 s)",
     )
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--workers", type=int, default=None, help="default: the indexer's default")
@@ -146,7 +146,7 @@ def main() -> None:
     )
     add_suite_args(ap)
     args = ap.parse_args()
-    seconds = 4.0 if args.quick else 15.0
+    seconds = 3.0 if args.quick else 12.0
     repeat = args.repeat or (1 if args.quick else 5)
 
     from indexer import build_index
