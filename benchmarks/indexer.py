@@ -150,11 +150,15 @@ def main() -> None:
     repeat = args.repeat or (1 if args.quick else 5)
 
     from indexer import build_index
-    from indexer.pipeline import default_workers
+    from indexer.pipeline import default_workers, model_threads
     from model import load_encoder
 
     enc = load_encoder(args.model, device=args.device)
     workers = default_workers(enc) if args.workers is None else args.workers
+    # the encoder rate is measured with the threads a build gives the model (the cores its
+    # decode workers leave), so both sides of the ratio use the same cores
+    if (threads := model_threads(enc, workers)) is not None:
+        torch.set_num_threads(threads)
     cores = len(os.sched_getaffinity(0))
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -118,6 +120,33 @@ def default_workers(encoder: Encoder) -> int:
     if encoder.device.type == "cuda":
         return max(2, min(16, cpus))  # a GPU is decode-bound: every core decodes
     return max(1, min(4, cpus // 2))  # a CPU is model-bound: keep cores for the model
+
+
+def model_threads(encoder: Encoder, workers: int) -> int | None:
+    """Torch threads for the model during a CPU build: the cores the decode workers leave free.
+    Torch's default (one thread per core) oversubscribes the cores the workers decode on, and
+    an OpenMP team that loses a core to a decoder stalls at every barrier: on 2 cores, 2 model
+    threads beside 1 decode worker ran the forward far slower than 1 thread did. None (torch's
+    default) on an accelerator, or when decoding runs in-process."""
+    if encoder.device.type != "cpu" or workers <= 0:
+        return None
+    return max(1, len(os.sched_getaffinity(0)) - workers)
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Run the block with `n` torch intra-op threads (None: unchanged), then restore."""
+    if n is None:
+        yield
+        return
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
 
 
 def _run(
@@ -296,15 +325,18 @@ def _encode(
         for key in pending:
             pending[key] = []
 
-    with tqdm(
-        total=len(todo),
-        desc="encoding",
-        unit="img",
-        disable=not progress,
-        file=sys.stderr,
-        smoothing=0.05,
-        dynamic_ncols=True,
-    ) as bar:
+    with (
+        tqdm(
+            total=len(todo),
+            desc="encoding",
+            unit="img",
+            disable=not progress,
+            file=sys.stderr,
+            smoothing=0.05,
+            dynamic_ncols=True,
+        ) as bar,
+        torch_threads(model_threads(enc, workers)),
+    ):
         for batch in loader:
             if len(batch.positions):
                 vecs = enc.encode_pixels(batch.pixels)
