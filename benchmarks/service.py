@@ -331,8 +331,8 @@ def run_server(
             image_encode_times(enc, data, 3)  # warm-up
             local, remote = [], []
             for _ in range(rounds):  # alternate, as above, so both see the same background load
-                local += image_encode_times(enc, data, 5)
-                remote += asyncio.run(classify_load(server.url, data, 5))
+                local += image_encode_times(enc, data, 10)
+                remote += asyncio.run(classify_load(server.url, data, 10))
             out["image_encode_in_process"] = summary(local)
             out["classify_cached_labels"] = summary(remote)
         return out
@@ -390,9 +390,13 @@ Where the HTTP milliseconds go (`py-spy record --threads` of the server for 1 50
 c = 1, 100k-vector index): 87 % of the samples are in the encode thread (the text tower's
 `Linear` layers alone 55 %, FAISS and the id → path lookup ~3 %); the event-loop thread's 13 %
 is mostly uvloop's own I/O loop, with the whole uvicorn → FastAPI → route stack at ~0.25 ms per
-request. The rest of the gap is the two thread hand-offs (event loop → encode thread → event
-loop), each a futex wake-up on a shared core. Getting further below 1.10 would mean
-answering from the encode thread without the hand-back, i.e. a different server design.
+request; per-thread CPU time (`/proc/<pid>/task/*/stat`) puts the event-loop thread at
+~1.0 ms of CPU per request. The rest of the gap is the two thread hand-offs (event loop → encode
+thread → event loop), each a futex wake-up on a shared core. Getting further below 1.10 would
+mean answering from the encode thread without the hand-back, i.e. a different server design.
+The same per-thread accounting found an OpenBLAS worker thread spinning ~1 ms of CPU per request
+after numpy's small per-query operations; `clipsearch serve` now starts with
+`OPENBLAS_NUM_THREADS=1` (unless set), which removed it.
 """
     text = path.read_text() if path.exists() else "# Benchmarks\n"
     pattern = re.compile(r"^## Service\n.*?(?=^## |\Z)", re.S | re.M)
@@ -479,8 +483,9 @@ def main() -> None:
                r["server_over_inprocess_p50"], 1.10, "<=", note=(
                    f"HTTP adds {on[str(min(levels))]['p50_ms'] - base['p50_ms']:.1f} ms to "
                    f"{base['p50_ms']:.1f} ms of encode + search; py-spy of the server at c=1: "
-                   "87 % of samples in the encode thread (the model), the event loop's share is "
-                   "uvicorn + FastAPI middleware (~0.25 ms) and thread hand-offs"
+                   "87 % of samples in the encode thread (the model); the event-loop thread "
+                   "uses ~1.0 ms of CPU per request (uvloop I/O, uvicorn + FastAPI ~0.25 ms) "
+                   "plus two thread hand-offs"
                )),
         target("service_batching_speedup", f"req/s at c={c32}, batching on ÷ off",
                r["batching_speedup_c32"], 2.0, unit="×"),

@@ -48,6 +48,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         else logging.DEBUG
     )
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    if args.command == "serve":
+        # The server's numpy work is one small query at a time; OpenBLAS's worker threads would
+        # wake for it and then spin beside the model (~1 ms of CPU per request measured, see
+        # docs/benchmarks.md, Service). Read when numpy loads, so before the first model import;
+        # inherited by --workers processes; a value in the environment wins.
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     if args.verbose == 0:
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
