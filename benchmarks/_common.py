@@ -38,6 +38,33 @@ def timeit(fn: Callable[[], Any], repeat: int = 5, warmup: int = 1) -> dict[str,
     }
 
 
+def interleaved(
+    baseline: Callable[[], Any], ours: Callable[[], Any], repeat: int = 5, warmup: int = 1
+) -> dict[str, float]:
+    """Time `baseline` and `ours` alternately, `repeat` rounds after `warmup` each; the ratio is
+    the median of the per-round ratios baseline ÷ ours, so drift in the machine's speed (other
+    load, frequency) hits both sides of every round alike."""
+    for _ in range(warmup):
+        baseline()
+        ours()
+    ratios, base_t, ours_t = [], [], []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        baseline()
+        t1 = time.perf_counter()
+        ours()
+        t2 = time.perf_counter()
+        base_t.append(t1 - t0)
+        ours_t.append(t2 - t1)
+        ratios.append((t1 - t0) / (t2 - t1))
+    return {
+        "ratio": statistics.median(ratios),
+        "baseline_median_s": statistics.median(base_t),
+        "ours_median_s": statistics.median(ours_t),
+        "repeat": repeat,
+    }
+
+
 def machine() -> dict[str, Any]:
     import torch
 
