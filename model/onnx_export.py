@@ -8,13 +8,10 @@ from the weights already loaded.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import logging
 import shutil
 import tempfile
 import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._filelock import file_lock
 from .encoder import Encoder
 from .errors import ClipsearchError
 
@@ -85,7 +83,7 @@ def ensure_onnx(enc: Encoder, int8: bool = False, cache_dir: Path | None = None)
     if towers.image.is_file() and towers.text.is_file():
         return towers
     target.parent.mkdir(parents=True, exist_ok=True)
-    with _file_lock(target.parent / f".{target.name}.lock"):
+    with file_lock(target.parent / f".{target.name}.lock"):
         if not (target / IMAGE_FILE).is_file():
             _publish(target, lambda tmp: export_towers(enc, tmp))
         if int8 and not towers.image.is_file():
@@ -119,16 +117,6 @@ def _publish(target: Path, write, merge: bool = False) -> None:
             tmp.rename(target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-@contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    with open(path, "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def export_towers(enc: Encoder, out_dir: str | Path) -> OnnxTowers:

@@ -3,20 +3,19 @@ inside PyPI wheels, bridged into MiniLM's text space with ConSE over the ImageNe
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import logging
 import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from transformers import AutoConfig, AutoModel, AutoTokenizer
 
+from ._filelock import file_lock
 from .checkpoint import is_checkpoint_dir, save_checkpoint
 from .config import DualEncoderConfig, ImageTowerConfig, PreprocessConfig, TextTowerConfig
 from .dual_encoder import DualEncoder
@@ -53,21 +52,11 @@ def ensure_starter() -> Path:
     if is_checkpoint_dir(target):
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    with _file_lock(target.parent / f".{target.name}.lock"):
+    with file_lock(target.parent / f".{target.name}.lock"):
         if not is_checkpoint_dir(target):  # another process may have built it while we waited
             log.info("building the starter model into %s (once)", target)
             build_starter(target)
     return target
-
-
-@contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    with open(path, "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _weights_paths() -> tuple[Path, Path]:
