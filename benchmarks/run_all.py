@@ -60,7 +60,8 @@ def run_one(name: str, args: list[str], limit: int, out_dir: Path) -> dict[str, 
             status = f"timed out after {limit} s"
     took = time.perf_counter() - t0
     result = json.loads(json_path.read_text()) if json_path.exists() else {"targets": []}
-    return {**result, "benchmark": name, "status": status, "seconds": took, "log": str(log_path)}
+    log_name = log_path.relative_to(REPO) if log_path.is_relative_to(REPO) else log_path
+    return {**result, "benchmark": name, "status": status, "seconds": took, "log": str(log_name)}
 
 
 def format_value(t: dict[str, Any]) -> str:
