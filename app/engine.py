@@ -21,12 +21,17 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 from PIL import Image
 
-from model import Encoder, ImageLoadError, load_encoder, load_image
+from model import Encoder, ImageLoadError, load_image
 from model import zeroshot as zs
 
 from .batcher import MicroBatcher
 from .cache import LRUCache
-from .errors import ApiError
+from .engine_errors import (
+    ImageUnavailableError,
+    InvalidFilterError,
+    ItemNotFoundError,
+    NoIndexError,
+)
 from .memory import MallocTrimmer, process_memory
 from .metrics import Metrics
 from .settings import Settings
@@ -85,6 +90,7 @@ class SearchEngine:
         self.metrics = metrics or Metrics()
         self.index_dir = Path(version.path).parent.parent
         self.model_spec = encoder.spec
+        self.backend: str = getattr(encoder, "backend", "torch")
         self.fingerprint = encoder.fingerprint
         self.dim = encoder.dim
         self.logit_scale = encoder.logit_scale
@@ -105,26 +111,23 @@ class SearchEngine:
     def load(
         cls, settings: Settings, encoder: Encoder | None = None, metrics: Metrics | None = None
     ) -> SearchEngine:
-        """Open the live index version and the model it was built with (or settings.model);
-        refuse a model whose fingerprint differs from the version's."""
-        from indexer import ModelMismatchError, open_index
+        """Open the live index version and the model it needs (settings.model, default the one
+        it was built with); refuse a model that does not match the version."""
+        from indexer import open_index
+        from indexer.resolve import backend_of, check_model, encoder_for_index
 
         if settings.index is None:
-            raise ApiError(503, "no_index", "no index configured (set --index / CLIPSEARCH_INDEX)")
+            raise NoIndexError("no index configured (set --index / CLIPSEARCH_INDEX)")
         version = open_index(settings.index)
         try:
             if encoder is None:
-                encoder = load_encoder(
-                    settings.model or version.model_spec,
+                encoder = encoder_for_index(
+                    settings.index,
+                    model=settings.model,
                     device=settings.device,
                     backend=settings.backend,
                 )
-            if encoder.fingerprint != version.fingerprint:
-                raise ModelMismatchError(
-                    f"model {encoder.spec!r} (fingerprint {encoder.fingerprint[:12]}) is not the "
-                    f"one index version {version.id} was built with "
-                    f"({version.model_spec!r}, {version.fingerprint[:12]})"
-                )
+            check_model(version, encoder.fingerprint, encoder.spec, backend_of(encoder))
             return cls(encoder, version, settings, metrics)
         except BaseException:
             version.close()
@@ -295,7 +298,7 @@ class SearchEngine:
             t1 = time.perf_counter()
             try:
                 hits = self._search_one(dataclasses.replace(j.search, query=vec))
-            except ApiError as e:
+            except InvalidFilterError as e:
                 out.append(e)
                 continue
             out.append(TextResult(vec, hits, encode_s, time.perf_counter() - t1))
@@ -344,7 +347,7 @@ class SearchEngine:
                 min_score=job.min_score,
             )[0]  # fmt: skip
         except ValueError as e:  # e.g. a metadata key the filter cannot express
-            raise ApiError(422, "invalid_filter", str(e)) from e
+            raise InvalidFilterError(str(e)) from e
 
     # -- items ----------------------------------------------------------------------------------
     def image_file(self, version: IndexVersion, image_id: str) -> Path:
@@ -352,7 +355,7 @@ class SearchEngine:
         item_id = parse_id(image_id)
         path = version.image_path(item_id)
         if path is None or not path.is_file():
-            raise ApiError(404, "not_found", f"no image with id {image_id}")
+            raise ItemNotFoundError(f"no image with id {image_id}")
         return path
 
     async def thumbnail(self, version: IndexVersion, image_id: str) -> bytes:
@@ -370,7 +373,7 @@ class SearchEngine:
             img = load_image(path, max_pixels=self.settings.max_image_pixels)
         except ImageLoadError as e:  # the stored file changed since indexing: not the client's
             log.warning("thumbnail of %s failed: %s", path, e)
-            raise ApiError(404, "image_unavailable", "the image file can no longer be read") from e
+            raise ImageUnavailableError("the image file can no longer be read") from e
         px = self.settings.thumbnail_px
         img.thumbnail((px, px))
         buf = io.BytesIO()
@@ -385,6 +388,7 @@ class SearchEngine:
         v = self.version
         return {
             "model": self.model_spec,
+            "backend": self.backend,
             "fingerprint": self.fingerprint,
             "dim": self.dim,
             "index_version": v.id,
@@ -423,7 +427,7 @@ def parse_id(image_id: str) -> int:
     try:
         value = int(image_id)
     except (TypeError, ValueError):
-        raise ApiError(404, "not_found", f"no image with id {image_id!r}") from None
+        raise ItemNotFoundError(f"no image with id {image_id!r}") from None
     if not -(2**63) <= value < 2**63:
-        raise ApiError(404, "not_found", f"no image with id {image_id!r}")
+        raise ItemNotFoundError(f"no image with id {image_id!r}")
     return value

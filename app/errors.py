@@ -15,8 +15,12 @@ from .batcher import Overloaded
 
 log = logging.getLogger(__name__)
 
-# Error codes raised by the model and indexer layers → HTTP status.
+# Error codes raised by the model and indexer layers and the engine → HTTP status.
 CODE_STATUS = {
+    "not_found": 404,
+    "image_unavailable": 404,
+    "invalid_filter": 422,
+    "no_index": 503,
     "unsupported_image_format": 415,
     "empty_image": 422,
     "invalid_image": 422,

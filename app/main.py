@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from fastapi import Depends, FastAPI
@@ -37,12 +37,36 @@ def create_app(
     *,
     encoder: Encoder | None = None,
     engine: SearchEngine | None = None,
+    on_load_error: Callable[[str], None] | None = None,
 ) -> FastAPI:
     """The ASGI app. `encoder` reuses an already loaded model (tests, the demo); `engine` injects
-    a ready engine outright (tests with fakes)."""
+    a ready engine outright (tests with fakes); `on_load_error` hears why loading failed (the
+    server stops on it; without it /readyz reports the reason)."""
     settings = settings or Settings()
     metrics = engine.metrics if engine is not None else Metrics()
+    app = FastAPI(
+        title="clipsearch",
+        summary="Semantic image search over a FAISS index with CLIP-style encoders",
+        version="0.1.0",
+        lifespan=_lifespan(settings, encoder, engine, metrics, on_load_error),
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics
+    app.state.engine = None
+    app.state.load_error = None
+    install_error_handlers(app)
+    _add_routes(app, settings)
+    _add_middleware(app, settings, metrics)
+    return app
 
+
+def _lifespan(
+    settings: Settings,
+    encoder: Encoder | None,
+    engine: SearchEngine | None,
+    metrics: Metrics,
+    on_load_error: Callable[[str], None] | None,
+) -> Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]]:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.engine = None
@@ -53,7 +77,8 @@ def create_app(
             app.state.engine = engine
         else:
             # Load in the background so /healthz answers at once and /readyz flips when done.
-            tasks.append(asyncio.create_task(_load(app, settings, encoder, metrics)))
+            load = _load(app, settings, encoder, metrics, on_load_error)
+            tasks.append(asyncio.create_task(load))
         if settings.reload_poll_s > 0:
             tasks.append(asyncio.create_task(_follow_current(app, settings.reload_poll_s)))
         try:
@@ -67,29 +92,22 @@ def create_app(
                 await app.state.engine.close()
                 app.state.engine = None
 
-    app = FastAPI(
-        title="clipsearch",
-        summary="Semantic image search over a FAISS index with CLIP-style encoders",
-        version="0.1.0",
-        lifespan=lifespan,
-    )
-    app.state.settings = settings
-    app.state.metrics = metrics
-    app.state.engine = None
-    app.state.load_error = None
-    install_error_handlers(app)
+    return lifespan
 
+
+def _add_routes(app: FastAPI, settings: Settings) -> None:
     secured = [Depends(require_api_key)]
     app.include_router(health.probes)
     for r in (search.router, classify.router, embed.router, images.router, health.router):
         app.include_router(r, dependencies=secured)
     app.include_router(admin.router)
     _add_schemas(app)
-
     static = settings.static_dir or DEFAULT_STATIC
     if static.is_dir():
         app.router.routes.append(PageMount(static, app.router.routes))
 
+
+def _add_middleware(app: FastAPI, settings: Settings, metrics: Metrics) -> None:
     # Middleware runs outermost-last-added: body limit → CORS → metrics → routes.
     app.add_middleware(RequestMetrics, metrics=metrics)
     origins = settings.cors_origin_list()
@@ -101,16 +119,14 @@ def create_app(
             allow_headers=["Content-Type", "X-API-Key", "Authorization"],
         )
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
-    return app
-
-
-def create_app_from_env() -> FastAPI:
-    """The uvicorn factory (`app.main:create_app_from_env`): settings from CLIPSEARCH_* vars."""
-    return create_app(Settings())
 
 
 async def _load(
-    app: FastAPI, settings: Settings, encoder: Encoder | None, metrics: Metrics
+    app: FastAPI,
+    settings: Settings,
+    encoder: Encoder | None,
+    metrics: Metrics,
+    on_load_error: Callable[[str], None] | None,
 ) -> None:
     t0 = time.perf_counter()
     try:
@@ -127,12 +143,15 @@ async def _load(
     except Exception as e:  # noqa: BLE001 - reported by /readyz, the process stays up
         log.error("could not load model and index: %s", e)
         app.state.load_error = str(e)
+        if on_load_error is not None:
+            on_load_error(str(e))
         return
     app.state.engine = engine
     log.info(
-        "ready in %.1fs: model %s, index version %s (%d items)",
+        "ready in %.1fs: model %s (%s backend), index version %s (%d items)",
         time.perf_counter() - t0,
         engine.model_spec,
+        engine.backend,
         engine.version.id,
         engine.version.count,
     )

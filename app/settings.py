@@ -1,5 +1,6 @@
 """Service configuration: one typed settings class, read from CLIPSEARCH_* environment variables
-(or built directly in code and tests). Nothing here is created at import time."""
+(or built directly in code, tests and the CLI, whose `serve` flags are derived from these fields).
+Nothing here is created at import time; this is the one module that reads our environment."""
 
 from __future__ import annotations
 
@@ -9,53 +10,88 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from model.backends import BACKENDS
+
 MiB = 1024 * 1024
+ENV_PREFIX = "CLIPSEARCH_"
+Backend = Literal[BACKENDS]  # type: ignore[valid-type]
+LogLevel = Literal["debug", "info", "warning", "error"]
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="CLIPSEARCH_", extra="ignore")
+    """Every field is also a `clipsearch serve` flag (`max_batch` → `--max-batch`) and an
+    environment variable (`CLIPSEARCH_MAX_BATCH`); the description is the flag's help."""
 
-    index: Path | None = None  # index directory (with CURRENT + versions/); required to serve
-    model: str | None = None  # model spec; default: the one the live index version was built with
-    device: str | None = None  # cpu, cuda, cuda:1 … (default: CUDA if present)
-    backend: Literal["torch", "onnx", "onnx-int8"] = "torch"  # model.loader.BACKENDS
-    host: str = "127.0.0.1"
-    port: int = Field(8000, ge=0, le=65535)
-    workers: int = Field(1, ge=1, le=64)  # uvicorn worker processes (each loads model + index)
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
+
+    index: Path | None = Field(None, description="index directory (with CURRENT + versions/)")
+    model: str | None = Field(
+        None, description="model spec (default: the one the index was built with)"
+    )
+    device: str | None = Field(None, description="cpu, cuda, cuda:1 … (default: CUDA if present)")
+    backend: Backend = Field(
+        "torch", description="torch, or ONNX Runtime on the CPU: onnx (same vectors), onnx-int8"
+    )
+    host: str = Field("127.0.0.1", description="address to bind")
+    port: int = Field(8000, ge=0, le=65535, description="port to listen on")
+    workers: int = Field(
+        1, ge=1, le=64, description="worker processes (each loads the model and the index)"
+    )
+    log_level: LogLevel = Field("info", description="server log level")
 
     # Security
-    api_key: SecretStr | None = None  # if set, every route but the probes needs it
-    admin_api_key: SecretStr | None = None  # for /admin/*; falls back to api_key
-    cors_origins: str = ""  # comma-separated origins ("*" for any); empty: no CORS headers
+    api_key: SecretStr | None = Field(
+        None, description="if set, every route but the probes needs it (X-API-Key or Bearer)"
+    )
+    admin_api_key: SecretStr | None = Field(
+        None, description="key for /admin/* (default: the API key)"
+    )
+    cors_origins: str = Field(
+        "", description='comma-separated origins allowed by CORS ("*" for any; empty: none)'
+    )
 
     # Input limits (checked before any decoding or tokenising)
-    max_body_bytes: int = Field(20 * MiB, ge=1024)
-    max_image_pixels: int = Field(40_000_000, ge=1)
-    max_text_chars: int = Field(2000, ge=1)
-    max_labels: int = Field(256, ge=1)
-    max_templates: int = Field(32, ge=1)
-    max_embed_items: int = Field(64, ge=1)
-    max_terms: int = Field(16, ge=1)
+    max_body_bytes: int = Field(20 * MiB, ge=1024, description="request body limit in bytes")
+    max_image_pixels: int = Field(40_000_000, ge=1, description="image pixel cap")
+    max_text_chars: int = Field(2000, ge=1, description="query text length cap")
+    max_labels: int = Field(256, ge=1, description="labels per /classify request")
+    max_templates: int = Field(32, ge=1, description="prompt templates per /classify request")
+    max_embed_items: int = Field(64, ge=1, description="texts + images per /embed request")
+    max_terms: int = Field(16, ge=1, description="weighted terms per /search request")
 
     # Encoder scheduling
-    batching: bool = True  # micro-batch concurrent encoder calls (off: one call per request)
-    max_batch: int = Field(32, ge=1)
-    batch_wait_ms: float = Field(2.0, ge=0.0, le=100.0)  # linger (encode_workers > 1 only)
-    encode_workers: int = Field(1, ge=1)  # threads running the model (each batch uses torch's pool)
-    search_workers: int = Field(2, ge=1)  # threads for FAISS, decoding and thumbnails
-    max_queue: int = Field(256, ge=1)  # queued encoder requests before 503 + Retry-After
-    torch_threads: int | None = None  # torch intra-op threads (default: torch's choice)
+    batching: bool = Field(
+        True, description="micro-batch concurrent encoder calls (off: one call per request)"
+    )
+    max_batch: int = Field(32, ge=1, description="largest micro-batch")
+    batch_wait_ms: float = Field(
+        2.0, ge=0.0, le=100.0, description="micro-batch linger (with encode workers > 1)"
+    )
+    encode_workers: int = Field(1, ge=1, description="threads running the model")
+    search_workers: int = Field(2, ge=1, description="threads for FAISS, decoding, thumbnails")
+    max_queue: int = Field(
+        256, ge=1, description="queued encoder requests before 503 + Retry-After"
+    )
+    torch_threads: int | None = Field(
+        None, ge=1, description="torch intra-op threads (default: torch's choice)"
+    )
 
     # Caches
-    text_cache_size: int = Field(4096, ge=0)  # LRU of text-query embeddings
-    label_cache_size: int = Field(4096, ge=0)  # LRU of label embeddings (per model fingerprint)
-    thumbnail_cache_size: int = Field(256, ge=0)
-    thumbnail_px: int = Field(256, ge=16, le=1024)
+    text_cache_size: int = Field(4096, ge=0, description="LRU size of text-query embeddings")
+    label_cache_size: int = Field(4096, ge=0, description="LRU size of label embeddings")
+    thumbnail_cache_size: int = Field(256, ge=0, description="LRU size of thumbnails")
+    thumbnail_px: int = Field(256, ge=16, le=1024, description="thumbnail side in pixels")
 
-    reload_poll_s: float = Field(0.0, ge=0.0)  # >0: follow CURRENT, reloading when it changes
-    malloc_trim_s: float = Field(2.0, ge=0.0)  # hand freed heap back to the OS this often; 0 = off
-    warmup: bool = True  # run one text, image and search call before reporting ready
-    static_dir: Path | None = None  # served at "/"; default: app/static when it exists
+    reload_poll_s: float = Field(
+        0.0, ge=0.0, description="> 0: follow CURRENT, reloading when it changes (seconds)"
+    )
+    malloc_trim_s: float = Field(
+        2.0, ge=0.0, description="hand freed heap back to the OS this often (0: off)"
+    )
+    warmup: bool = Field(True, description="run every request path once before ready")
+    static_dir: Path | None = Field(
+        None, description="web page directory served at / (default: the built-in page)"
+    )
 
     @field_validator("api_key", "admin_api_key", mode="before")
     @classmethod
@@ -63,8 +99,28 @@ class Settings(BaseSettings):
         # CLIPSEARCH_API_KEY="" means "no key", not "the empty key" (which nobody could send).
         return None if v == "" else v
 
+    @field_validator("index", "static_dir", mode="after")
+    @classmethod
+    def _absolute(cls, v: Path | None) -> Path | None:
+        # Resolved once, where it is given: a worker process or a later chdir sees the same dir.
+        return v.expanduser().resolve() if v is not None else None
+
     def cors_origin_list(self) -> list[str]:
         return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
 
     def admin_key(self) -> SecretStr | None:
         return self.admin_api_key or self.api_key
+
+    def to_env(self) -> dict[str, str]:
+        """These settings as CLIPSEARCH_* variables: how uvicorn's worker processes, which can
+        only import a factory, receive them (app.server.create_app_from_env reads them back)."""
+        env = {}
+        for name, value in self.model_dump().items():
+            if value is None:
+                continue
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            env[ENV_PREFIX + name.upper()] = (
+                str(value).lower() if isinstance(value, bool) else str(value)
+            )
+        return env

@@ -23,7 +23,12 @@ async def healthz() -> dict[str, str]:
 @probes.get("/readyz", responses=error_responses(503))
 async def readyz(engine: EngineDep) -> dict[str, Any]:
     """Ready: model and index are loaded and warmed up."""
-    return {"status": "ready", "model": engine.model_spec, "index_version": engine.version.id}
+    return {
+        "status": "ready",
+        "model": engine.model_spec,
+        "backend": engine.backend,
+        "index_version": engine.version.id,
+    }
 
 
 @router.get("/stats", responses=error_responses(401, 503))
