@@ -24,7 +24,7 @@ from tests.utils.images import sample_photo
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
-GRACEFUL_S = 10  # timeout_graceful_shutdown in app/cli/serve_cmd.py
+GRACEFUL_S = 10  # app.server.GRACEFUL_SHUTDOWN_S
 
 
 def free_port() -> int:
