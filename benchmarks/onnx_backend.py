@@ -7,7 +7,7 @@ Speed: the same preprocessed tensors / token batches go through `encode_pixels` 
 of each backend at the same thread count (torch.get_num_threads(); ORT gets as many intra-op
 threads). Backends are timed in alternating rounds so a busy machine slows all of them alike;
 the ratio is PyTorch's median time ÷ ORT's. Quality: the demo corpus (54 captioned images,
-app/demo.py) is encoded by each backend and every caption searches the images
+model/samples/demo.py) is encoded by each backend and every caption searches the images
 (text→image recall@1/@5, also on the 18 photographs alone, where the starter is well above
 chance); the drop is PyTorch's recall minus the backend's, in points (the worst of the four).
 
@@ -47,7 +47,7 @@ RECALLS = ("recall@1", "recall@5", "photos_recall@1", "photos_recall@5")
 
 
 def demo_corpus(tmp: Path) -> tuple[list[Path], list[str]]:
-    from app.demo import write_demo_corpus
+    from model.samples.demo import write_demo_corpus
 
     manifest = write_demo_corpus(tmp)
     with open(manifest, newline="") as fh:

@@ -95,7 +95,7 @@ def main() -> None:
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(2)
-    from model.train.shapes import generate
+    from model.samples.shapes import generate
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)

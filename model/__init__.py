@@ -1,12 +1,34 @@
-"""clipsearch.model: encoders, preprocessing and checkpoints (no web, no FAISS)."""
+"""clipsearch.model: encoders, preprocessing and checkpoints (no web, no FAISS).
 
-from .config import DualEncoderConfig, ImageTowerConfig, PreprocessConfig, TextTowerConfig
-from .encoder import Encoder, TextSettings
-from .errors import CheckpointError, ClipsearchError, ImageLoadError, ModelSpecError
-from .loader import SPEC_FORMS, load_encoder, parse_spec
-from .preprocess import build_transform, load_image
+Exports resolve lazily, so `import model` (or `model.backends`, `model.errors`,
+`model.train.config`) does not import torch; the first use of an encoder-side name does.
+"""
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {
+    "BACKENDS": "backends",
+    "CheckpointError": "errors",
+    "ClipsearchError": "errors",
+    "ImageLoadError": "errors",
+    "ModelSpecError": "errors",
+    "DualEncoderConfig": "config",
+    "ImageTowerConfig": "config",
+    "PreprocessConfig": "config",
+    "TextTowerConfig": "config",
+    "Encoder": "encoder",
+    "TextSettings": "encoder",
+    "SPEC_FORMS": "loader",
+    "load_encoder": "loader",
+    "parse_spec": "loader",
+    "build_transform": "preprocess",
+    "load_image": "preprocess",
+}
 __all__ = [
+    "BACKENDS",
     "CheckpointError",
     "ClipsearchError",
     "DualEncoderConfig",
@@ -23,3 +45,20 @@ __all__ = [
     "load_image",
     "parse_spec",
 ]
+
+if TYPE_CHECKING:
+    from .backends import BACKENDS
+    from .config import DualEncoderConfig, ImageTowerConfig, PreprocessConfig, TextTowerConfig
+    from .encoder import Encoder, TextSettings
+    from .errors import CheckpointError, ClipsearchError, ImageLoadError, ModelSpecError
+    from .loader import SPEC_FORMS, load_encoder, parse_spec
+    from .preprocess import build_transform, load_image
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'model' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value

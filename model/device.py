@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import contextlib
-import os
 
 import torch
 
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
-    """None/"auto" → $CLIPSEARCH_DEVICE, else CUDA if available, else CPU."""
+    """None/"auto" → CUDA if available, else CPU; anything else names a torch device. The
+    caller passes the user's choice (a --device flag, a settings field); nothing is read from
+    the environment here."""
     if isinstance(device, torch.device):
         return device
-    device = device or os.environ.get("CLIPSEARCH_DEVICE") or "auto"
+    device = device or "auto"
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(device)

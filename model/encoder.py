@@ -37,7 +37,11 @@ class Encoder:
 
     `module` is any nn.Module with encode_image(pixels), encode_text(ids, mask) and scale();
     `preprocess` is the exact eval transform (PIL RGB → tensor) the model expects.
+    `backend` names what runs the forwards (one of model.backends.BACKENDS): "torch" here, the
+    ONNX Runtime subclass says which graphs it runs; the indexer records it in the manifest.
     """
+
+    backend: str = "torch"
 
     def __init__(
         self,
@@ -76,7 +80,10 @@ class Encoder:
         return self.channels_last
 
     def __repr__(self) -> str:
-        return f"Encoder(spec={self.spec!r}, dim={self.dim}, device={self.device})"
+        return (
+            f"Encoder(spec={self.spec!r}, backend={self.backend!r}, dim={self.dim}, "
+            f"device={self.device})"
+        )
 
     @cached_property
     def dim(self) -> int:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -43,12 +45,22 @@ def _features(out: Any) -> torch.Tensor:
 
 
 def load_hf(ref: str) -> tuple[HFDualEncoder, Any, PreprocessConfig, dict[str, Any]]:
-    """Load `ref` (hub id or local dir) → (module, tokenizer, preprocess config, text settings)."""
+    """Load `ref` (hub id or local dir) → (module, tokenizer, preprocess config, text settings).
+
+    A hub id is fetched only when the hub answers: offline (HF_HUB_OFFLINE/TRANSFORMERS_OFFLINE
+    set, or no connection at the first try) it loads from the local cache or fails at once with
+    one line, instead of transformers' half a minute of retries."""
+    local = Path(ref).expanduser().is_dir()
+    if not local and (ref.startswith(("/", ".", "~")) or ref.count("/") > 1):
+        raise ModelSpecError(f"hf:{ref}: no such directory (and not a hub id: org/name)")
+    cache_only = not local and not hub_reachable()
     try:
-        model = AutoModel.from_pretrained(ref)
-        tokenizer = AutoTokenizer.from_pretrained(ref)
-        processor = AutoImageProcessor.from_pretrained(ref)
+        model = AutoModel.from_pretrained(ref, local_files_only=cache_only)
+        tokenizer = AutoTokenizer.from_pretrained(ref, local_files_only=cache_only)
+        processor = AutoImageProcessor.from_pretrained(ref, local_files_only=cache_only)
     except (OSError, ValueError) as e:
+        if cache_only:
+            raise ModelSpecError(_offline_message(ref)) from e
         raise ModelSpecError(
             f"could not load Hugging Face model {ref!r}: {e}".splitlines()[0]
             + " (a hub id needs network access the first time; a local dir needs config.json,"
@@ -74,6 +86,44 @@ def load_hf(ref: str) -> tuple[HFDualEncoder, Any, PreprocessConfig, dict[str, A
         tokenizer,
         preprocess_from_hf(processor.to_dict()),
         text,
+    )
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """False when Hugging Face offline mode is set or the hub does not answer one short request
+    (no retries: an unreachable hub is known after one try, not after transformers' backoff)."""
+    if _offline_mode():
+        return False
+    from huggingface_hub import constants
+    from huggingface_hub.utils import get_session
+
+    try:
+        get_session().head(constants.ENDPOINT, timeout=timeout)
+    except Exception as e:  # any transport error (DNS, refused, timeout, proxy) means "no"
+        log.info("the Hugging Face hub at %s is unreachable: %s", constants.ENDPOINT, e)
+        return False
+    return True
+
+
+def _offline_message(ref: str) -> str:
+    why = (
+        " (offline mode: HF_HUB_OFFLINE or TRANSFORMERS_OFFLINE is set)" if _offline_mode() else ""
+    )
+    return (
+        f"cannot reach the Hugging Face hub to fetch {ref!r}{why} and it is not in the local "
+        "cache; pass a local directory (hf:/path/to/model), or fetch it once with network access "
+        "and then run with HF_HUB_OFFLINE=1 on that warm cache"
+    )
+
+
+def _offline_mode() -> bool:
+    # Hugging Face's own switches (huggingface_hub reads them once at import; read them again
+    # here so a value set later in the process counts too)
+    from huggingface_hub import constants
+
+    flags = (os.environ.get("HF_HUB_OFFLINE"), os.environ.get("TRANSFORMERS_OFFLINE"))
+    return constants.HF_HUB_OFFLINE or any(
+        (v or "").strip().upper() in {"1", "ON", "YES", "TRUE"} for v in flags
     )
 
 

@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import torch
 
+from .backends import BACKENDS, DEFAULT_BACKEND
 from .checkpoint import is_checkpoint_dir, load_checkpoint
+from .config import PreprocessConfig
 from .encoder import Encoder, TextSettings
 from .errors import ModelSpecError
 
 log = logging.getLogger(__name__)
-
-# "onnx": the same fp32 weights run by ONNX Runtime on the CPU (model/onnx_backend.py);
-# "onnx-int8": with int8 MatMul weights. docs/benchmarks.md has the measured speed and quality.
-BACKENDS = ("torch", "onnx", "onnx-int8")
 
 CPU_IMAGE_BATCH = 8  # measured best per image for the starter's tower on 1–2 CPU threads
 
@@ -31,53 +30,23 @@ def load_encoder(
     *,
     image_batch_size: int | None = None,
     text_batch_size: int = 128,
-    backend: str = "torch",
+    backend: str = DEFAULT_BACKEND,
 ) -> Encoder:
     """Load a model by spec onto `device` (default: CUDA if available, else CPU). `backend`
     "onnx"/"onnx-int8" runs both towers in ONNX Runtime on the CPU (exported once, cached).
+
+    A relative directory in `spec` is resolved here, once: the encoder's `spec` (and so an index
+    manifest's model) is absolute and loads the same model from any working directory.
 
     `image_batch_size` (default: CPU_IMAGE_BATCH on a CPU, 32 on an accelerator) bounds one
     forward; larger requests are split. On a CPU small batches are faster per image: a
     convolutional tower's activations at batch 32 no longer fit the caches (docs/benchmarks.md).
     """
-    from .device import resolve_device
-
-    if backend not in BACKENDS:
-        raise ModelSpecError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-    if backend != "torch":
-        if device not in (None, "auto") and resolve_device(device).type != "cpu":
-            raise ModelSpecError(f"the {backend} backend runs on the CPU, not {device}")
-        device = "cpu"
-    dev = resolve_device(device)
+    dev = _device_for(backend, device)
     if image_batch_size is None:
         image_batch_size = CPU_IMAGE_BATCH if dev.type == "cpu" else 32
-    kind, ref = parse_spec(spec)
-    if kind == "hf":
-        from .hf_clip import load_hf
-
-        module, tokenizer, pre, text = load_hf(ref)
-        meta = {
-            "family": "hf",
-            "arch": type(module.model).__name__,
-            "preprocess": pre.__dict__,
-            "text": text,
-        }
-    else:
-        if kind == "starter":
-            from .starter import ensure_starter
-
-            path = ensure_starter()
-        else:
-            path = Path(ref)
-        module, tokenizer = load_checkpoint(path)
-        cfg = module.config
-        pre = cfg.preprocess
-        text = {
-            "max_length": cfg.text.max_length,
-            "pad_to_max_length": cfg.text.pad_to_max_length,
-            "use_attention_mask": True,
-        }
-        meta = {"family": "clipsearch", "config": cfg.to_dict()}
+    spec = absolute_spec(spec)
+    module, tokenizer, pre, text, meta = _load_weights(*parse_spec(spec))
     enc = Encoder(
         module,
         tokenizer,
@@ -95,6 +64,59 @@ def load_encoder(
     from .onnx_backend import onnx_encoder
 
     return onnx_encoder(enc, int8=backend == "onnx-int8")
+
+
+def _device_for(backend: str, device: str | torch.device | None) -> torch.device:
+    from .device import resolve_device
+
+    if backend not in BACKENDS:
+        raise ModelSpecError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if backend == "torch":
+        return resolve_device(device)
+    if device not in (None, "auto") and resolve_device(device).type != "cpu":
+        raise ModelSpecError(f"the {backend} backend runs on the CPU, not {device}")
+    return torch.device("cpu")
+
+
+def _load_weights(kind: str, ref: str) -> tuple[Any, Any, PreprocessConfig, dict, dict]:
+    """(module, tokenizer, preprocess config, text settings, fingerprint meta) of one spec."""
+    if kind == "hf":
+        from .hf_clip import load_hf
+
+        module, tokenizer, pre, text = load_hf(ref)
+        meta = {
+            "family": "hf",
+            "arch": type(module.model).__name__,
+            "preprocess": pre.__dict__,
+            "text": text,
+        }
+        return module, tokenizer, pre, text, meta
+    if kind == "starter":
+        from .starter import ensure_starter
+
+        path = ensure_starter()
+    else:
+        path = Path(ref)
+    module, tokenizer = load_checkpoint(path)
+    cfg = module.config
+    text = {
+        "max_length": cfg.text.max_length,
+        "pad_to_max_length": cfg.text.pad_to_max_length,
+        "use_attention_mask": True,
+    }
+    meta = {"family": "clipsearch", "config": cfg.to_dict()}
+    return module, tokenizer, cfg.preprocess, text, meta
+
+
+def absolute_spec(spec: str) -> str:
+    """The spec with a relative checkpoint directory (or `hf:` local directory) made absolute;
+    'starter' and hub ids unchanged. Raises ModelSpecError for a spec that names no model."""
+    kind, ref = parse_spec(spec)
+    if kind == "checkpoint":
+        return str(Path(ref).resolve())
+    if kind == "hf" and Path(ref).expanduser().is_dir():  # a local dir wins over a hub id
+        return "hf:" + str(Path(ref).expanduser().resolve())
+    return spec.strip()
 
 
 def parse_spec(spec: str) -> tuple[str, str]:

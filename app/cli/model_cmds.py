@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 
+from model.backends import BACKENDS, DEFAULT_BACKEND
+
 from ._output import bar, emit_json, fail, info, out
 
-# model.loader.BACKENDS, spelled out here because importing `model` at parse time loads torch
-BACKEND_CHOICES = ("torch", "onnx", "onnx-int8")
 MODEL_HELP = "model spec: starter (default), hf:<hub id or dir>, or a checkpoint dir"
 
 
@@ -20,8 +20,8 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
 def add_backend_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--backend",
-        default="torch",
-        choices=BACKEND_CHOICES,
+        default=DEFAULT_BACKEND,
+        choices=BACKENDS,
         help="run the model in PyTorch (default) or ONNX Runtime on the CPU (onnx: same vectors, "
         "faster; onnx-int8: int8 weights, a different fingerprint); see docs/benchmarks.md",
     )
@@ -101,6 +101,7 @@ def cmd_model_info(args: argparse.Namespace) -> int:
     enc = _load(args)
     data = {
         "model": enc.spec,
+        "backend": enc.backend,
         "dim": enc.dim,
         "logit_scale": round(enc.logit_scale, 4),
         "fingerprint": enc.fingerprint,
@@ -141,6 +142,9 @@ def cmd_classify(args: argparse.Namespace) -> int:
 
 
 def cmd_embed(args: argparse.Namespace) -> int:
+    """Prints what HTTP POST /embed answers: {"model", "dim", "texts": [[…]], "images": [[…]]},
+    vectors in the order given (app.schemas.EmbedResponse, the one definition of that shape)."""
+    from app.schemas import EmbedResponse
     from model import load_image
 
     if not args.text and not args.image:
@@ -149,16 +153,13 @@ def cmd_embed(args: argparse.Namespace) -> int:
         load_image(p)
     enc = _load(args)
     images = [enc.load_image(p) for p in args.image]
-    result = {"model": enc.spec, "dim": enc.dim, "texts": [], "images": []}
-    if args.text:
-        vecs = enc.encode_texts(args.text)
-        result["texts"] = [
-            {"text": t, "vector": v.tolist()} for t, v in zip(args.text, vecs, strict=True)
-        ]
-    if images:
-        vecs = enc.encode_images(images)
-        result["images"] = [
-            {"image": p, "vector": v.tolist()} for p, v in zip(args.image, vecs, strict=True)
-        ]
-    emit_json(result)
+    texts = enc.encode_texts(args.text) if args.text else []
+    vecs = enc.encode_images(images) if images else []
+    result = EmbedResponse(model=enc.spec, dim=enc.dim, texts=_rows(texts), images=_rows(vecs))
+    emit_json(result.model_dump())
     return 0
+
+
+def _rows(vectors) -> list[list[float]]:
+    # rounded as the HTTP route rounds them: float32 carries ~7 significant digits
+    return [[round(float(x), 7) for x in v] for v in vectors]

@@ -4,16 +4,24 @@ retrieval evaluation and the synthetic shapes dataset. Training code is imported
 from __future__ import annotations
 
 import argparse
+import dataclasses
+from typing import Any
 
 from ._output import emit_json, fail, info, out
+from .model_cmds import MODEL_HELP
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    fmt = argparse.RawDescriptionHelpFormatter
+    _register_train(sub)
+    _register_eval(sub)
+    _register_data(sub)
+
+
+def _register_train(sub: argparse._SubParsersAction) -> None:
     t = sub.add_parser(
         "train",
         help="train or fine-tune a dual encoder contrastively on image–caption pairs",
-        formatter_class=fmt,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n"
         "  clipsearch data shapes --out data/shapes --n 2000\n"
         "  clipsearch train --train data/shapes/train.csv --val data/shapes/heldout.csv \\\n"
@@ -24,14 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "  torchrun --nproc_per_node 2 -m app.cli train --config run.yaml --out runs/ddp\n"
         "values given on the command line override those in --config",
     )
-    t.add_argument("--train", help="training data: .csv/.tsv/.jsonl manifest, folder, .tar shards")
-    t.add_argument("--val", help="validation data (same formats) for Recall@K during training")
-    t.add_argument("--out", help="output directory (final model, train_state/, metrics.csv)")
-    t.add_argument(
-        "--init",
-        help="scratch (default) | starter | hf:<hub id or dir> | <clipsearch checkpoint dir>",
-    )
-    t.add_argument("--config", help="a JSON or YAML file of training options")
+    t.add_argument("--config", help="a JSON or YAML file of training options (keys as below)")
     t.add_argument(
         "--resume",
         nargs="?",
@@ -44,21 +45,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     _add_config_flags(t)
     t.set_defaults(func=cmd_train)
 
+
+def _register_eval(sub: argparse._SubParsersAction) -> None:
     e = sub.add_parser(
         "eval",
         help="Recall@1/5/10 (both directions) and zero-shot accuracy on image–caption data",
-        formatter_class=fmt,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n"
         "  clipsearch eval --model runs/shapes --data data/shapes/heldout.csv\n"
         "  clipsearch eval --model hf:openai/clip-vit-base-patch32 --data val.jsonl --json",
     )
-    e.add_argument("--model", default="starter", metavar="SPEC", help="model spec")
+    e.add_argument("--model", default="starter", metavar="SPEC", help=MODEL_HELP)
     e.add_argument("--data", required=True, help="manifest, folder or .tar shards")
     e.add_argument("--batch-size", type=int, default=64)
     e.add_argument("--device", default=None, help="cpu, cuda … (default: CUDA if present)")
     e.add_argument("--json", action="store_true", help='print {"t2i": {...}, "i2t": {...}, ...}')
     e.set_defaults(func=cmd_eval)
 
+
+def _register_data(sub: argparse._SubParsersAction) -> None:
+    fmt = argparse.RawDescriptionHelpFormatter
     d = sub.add_parser(
         "data",
         help="generate datasets",
@@ -81,54 +87,27 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.set_defaults(func=cmd_data_shapes)
 
 
-# TrainConfig's fields as (name, type, help). Kept here rather than read from the dataclass so
-# building the parser imports nothing heavy; tests/train/test_cli.py checks they stay in sync.
-CONFIG_FLAGS: list[tuple[str, type, str]] = [
-    ("image_tower", str, "scratch: timm model name"),
-    ("text_tower", str, "scratch: transformers model id/dir (config + tokenizer)"),
-    ("pretrained_towers", bool, "scratch: start the towers from their pretrained weights"),
-    ("model_config", str, "scratch: a DualEncoderConfig JSON instead of the tower names"),
-    ("tokenizer", str, "tokenizer dir/id (default: the text tower's)"),
-    ("embed_dim", int, "scratch: shared embedding width"),
-    ("image_head", str, "starter: keep (ConSE) | linear (pooled features + linear head)"),
-    ("loss", str, "infonce | siglip"),
-    ("steps", int, "optimizer steps"),
-    ("batch_size", int, "global batch (all processes, all accumulation chunks)"),
-    ("accum_steps", int, "chunks per batch; negatives stay full-batch"),
-    ("lr", float, "peak learning rate"),
-    ("lr_image", float, "image tower learning rate (default: --lr)"),
-    ("lr_text", float, "text tower learning rate (default: --lr)"),
-    ("weight_decay", float, "AdamW decay (never on norms, biases, temperature)"),
-    ("beta1", float, "AdamW beta1"),
-    ("beta2", float, "AdamW beta2"),
-    ("eps", float, "AdamW eps"),
-    ("warmup_steps", int, "linear warmup steps before the cosine decay"),
-    ("min_lr_ratio", float, "cosine floor as a fraction of the peak"),
-    ("grad_clip", float, "max global gradient norm (0: off)"),
-    ("precision", str, "auto | fp32 | bf16 | fp16 (AMP on GPU)"),
-    ("lock_image", bool, "LiT: freeze the image tower's trunk"),
-    ("lock_image_unlocked_groups", int, "leave this many last image layer groups trainable"),
-    ("lock_text", bool, "freeze the text tower's trunk"),
-    ("lock_text_unlocked_layers", int, "leave this many last text layers trainable"),
-    ("seed", int, "seed for initialisation, data order and dropout"),
-    ("workers", int, "DataLoader worker processes"),
-    ("device", str, "cpu, cuda … (default: CUDA if present)"),
-    ("augment", bool, "mild random resized crops (default: the eval transform)"),
-    ("save_every", int, "step checkpoint interval for --resume (0: only at the end)"),
-    ("keep_checkpoints", int, "step checkpoints to keep"),
-    ("eval_every", int, "evaluate --val every N steps (0: only at the end)"),
-    ("eval_batch_size", int, "batch size for evaluation"),
-    ("log_every", int, "metrics.csv interval in steps"),
-    ("tensorboard", bool, "also write TensorBoard events (if installed)"),
-    ("progress", bool, "show a progress bar"),
-]
+def config_flags() -> list[tuple[str, type, Any, str]]:
+    """(name, type, default, help) of every TrainConfig field that has a --flag: the dataclass
+    is the one list (model/train/config.py imports no torch, so --help stays instant)."""
+    from model.train.config import TrainConfig, field_types
+
+    types_ = field_types()
+    return [
+        (f.name, types_[f.name], f.default, f.metadata["help"])
+        for f in dataclasses.fields(TrainConfig)
+        if "help" in f.metadata
+    ]
 
 
 def _add_config_flags(p: argparse.ArgumentParser) -> None:
     """One --flag per TrainConfig field; None means 'not given', so --config values stay."""
-    g = p.add_argument_group("training options (defaults: docs/training.md)")
-    for name, kind, help_ in CONFIG_FLAGS:
+    g = p.add_argument_group("training options (also the keys of a --config file)")
+    for name, kind, default, help_ in config_flags():
         flag = "--" + name.replace("_", "-")
+        if default not in (None, "") and "default:" not in help_:
+            shown = ("on" if default else "off") if kind is bool else default
+            help_ = f"{help_} (default: {shown})"
         if kind is bool:
             g.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_)
         else:
@@ -139,8 +118,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from model.train.config import make_config
     from model.train.loop import train
 
-    names = ["train", "val", "out", "init"] + [name for name, _, _ in CONFIG_FLAGS]
-    overrides = {name: getattr(args, name, None) for name in names}
+    overrides = {name: getattr(args, name) for name, *_ in config_flags()}
     cfg = make_config(args.config, **overrides)
     result = train(cfg, resume=args.resume)
     summary = {
@@ -200,7 +178,7 @@ def _print_eval(res: dict, to_stdout: bool = False) -> None:
 
 
 def cmd_data_shapes(args: argparse.Namespace) -> int:
-    from model.train.shapes import generate
+    from model.samples.shapes import generate
 
     try:
         counts = generate(

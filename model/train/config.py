@@ -18,56 +18,65 @@ class ConfigError(ClipsearchError, ValueError):
     code = "invalid_train_config"
 
 
+def knob(default: Any, help: str) -> Any:
+    """A TrainConfig field with its --flag help: `clipsearch train` builds one flag per field
+    from these (name, type, default and help), so the CLI never keeps its own copy."""
+    return field(default=default, metadata={"help": help})
+
+
 @dataclass
 class TrainConfig:
     # -- data and output
-    train: str = ""  # manifest (.csv/.tsv/.jsonl), folder of x.jpg + x.txt, or .tar shards
-    val: str | None = None  # same formats; evaluated every eval_every steps and at the end
-    out: str = ""  # output dir: final model, train_state/, metrics.csv
+    train: str = knob("", "manifest (.csv/.tsv/.jsonl), folder of x.jpg + x.txt, or .tar shards")
+    val: str | None = knob(None, "validation data (same formats): Recall@K during training")
+    out: str = knob("", "output directory: final model, train_state/, metrics.csv")
     # -- initialisation
-    init: str = "scratch"  # scratch | starter | hf:<hub id or dir> | <clipsearch checkpoint dir>
-    image_tower: str = "vit_base_patch32_224"  # scratch: timm model name
-    text_tower: str = "bert-base-uncased"  # scratch: transformers id/dir (config + tokenizer)
-    pretrained_towers: bool = False  # scratch: start the towers from their pretrained weights
-    model_config: str | None = None  # scratch: a DualEncoderConfig JSON instead of the two names
-    tokenizer: str | None = None  # tokenizer dir/id (default: the text tower's)
-    embed_dim: int = 512  # scratch: shared embedding width
-    image_head: str = "keep"  # starter only: "linear" swaps ConSE for a linear head (for LiT)
+    init: str = knob("scratch", "scratch | starter | hf:<hub id or dir> | <checkpoint dir>")
+    image_tower: str = knob("vit_base_patch32_224", "scratch: timm model name")
+    text_tower: str = knob("bert-base-uncased", "scratch: transformers id/dir (config + tokenizer)")
+    pretrained_towers: bool = knob(False, "scratch: start the towers from pretrained weights")
+    model_config: str | None = knob(None, "scratch: a DualEncoderConfig JSON instead of the towers")
+    tokenizer: str | None = knob(None, "tokenizer dir/id (default: the text tower's)")
+    embed_dim: int = knob(512, "scratch: shared embedding width")
+    image_head: str = knob(
+        "keep", "starter: keep (ConSE) | linear (linear head on pooled features)"
+    )
     # -- objective
-    loss: str = "infonce"  # infonce | siglip
+    loss: str = knob("infonce", "infonce | siglip")
     # -- optimisation (by steps; batch_size is global: all ranks × all accumulation chunks)
-    steps: int = 1000
-    batch_size: int = 64
-    accum_steps: int = 1  # split each batch into this many chunks; negatives stay full-batch
-    lr: float = 5e-4
-    lr_image: float | None = None  # default: lr
-    lr_text: float | None = None  # default: lr
-    weight_decay: float = 0.1  # never applied to norms, biases or the temperature
-    beta1: float = 0.9
-    beta2: float = 0.98
-    eps: float = 1e-6
-    warmup_steps: int = 100
-    min_lr_ratio: float = 0.0  # cosine floor as a fraction of the peak
-    grad_clip: float = 1.0  # max global grad norm; 0 disables
-    precision: str = "auto"  # auto (bf16/fp16 on GPU, fp32 on CPU) | fp32 | bf16 | fp16
+    steps: int = knob(1000, "optimizer steps")
+    batch_size: int = knob(64, "global batch (all processes, all accumulation chunks)")
+    accum_steps: int = knob(1, "chunks per batch; negatives stay full-batch")
+    lr: float = knob(5e-4, "peak learning rate")
+    lr_image: float | None = knob(None, "image tower learning rate (default: --lr)")
+    lr_text: float | None = knob(None, "text tower learning rate (default: --lr)")
+    weight_decay: float = knob(0.1, "AdamW decay (never on norms, biases, temperature)")
+    beta1: float = knob(0.9, "AdamW beta1")
+    beta2: float = knob(0.98, "AdamW beta2")
+    eps: float = knob(1e-6, "AdamW eps")
+    warmup_steps: int = knob(100, "linear warmup steps before the cosine decay")
+    min_lr_ratio: float = knob(0.0, "cosine floor as a fraction of the peak")
+    grad_clip: float = knob(1.0, "max global gradient norm (0: off)")
+    precision: str = knob("auto", "auto (bf16/fp16 on GPU, fp32 on CPU) | fp32 | bf16 | fp16")
     # -- LiT-style locking (the towers' projection heads stay trainable)
-    lock_image: bool = False
-    lock_image_unlocked_groups: int = 0  # leave this many last layer groups trainable
-    lock_text: bool = False
-    lock_text_unlocked_layers: int = 0
+    lock_image: bool = knob(False, "LiT: freeze the image tower's trunk")
+    lock_image_unlocked_groups: int = knob(0, "leave this many last image layer groups trainable")
+    lock_text: bool = knob(False, "freeze the text tower's trunk")
+    lock_text_unlocked_layers: int = knob(0, "leave this many last text layers trainable")
     # -- run
-    seed: int = 0
-    workers: int = 2  # DataLoader worker processes
-    device: str | None = None  # default: CUDA if present (per local rank), else CPU
-    augment: bool = False  # mild random resized crops; the eval transform otherwise
-    save_every: int = 500  # step checkpoints for --resume; 0: only at the end
-    keep_checkpoints: int = 2
-    eval_every: int = 0  # 0: evaluate --val only at the end
-    eval_batch_size: int = 64
-    log_every: int = 10
-    tensorboard: bool = True  # if the tensorboard package is installed
-    progress: bool = True
-    extra: dict[str, Any] = field(default_factory=dict)  # free-form notes kept with the run
+    seed: int = knob(0, "seed for initialisation, data order and dropout")
+    workers: int = knob(2, "DataLoader worker processes")
+    device: str | None = knob(None, "cpu, cuda … (default: CUDA if present, per local rank)")
+    augment: bool = knob(False, "mild random resized crops (default: the eval transform)")
+    save_every: int = knob(500, "step checkpoint interval for --resume (0: only at the end)")
+    keep_checkpoints: int = knob(2, "step checkpoints to keep")
+    eval_every: int = knob(0, "evaluate --val every N steps (0: only at the end)")
+    eval_batch_size: int = knob(64, "batch size for evaluation")
+    log_every: int = knob(10, "metrics.csv interval in steps")
+    tensorboard: bool = knob(True, "also write TensorBoard events (if installed)")
+    progress: bool = knob(True, "show a progress bar")
+    # free-form notes kept with the run (config files only: no flag)
+    extra: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> TrainConfig:
         if not self.train:

@@ -6,7 +6,6 @@ import contextlib
 import json
 import logging
 import math
-import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -103,19 +102,83 @@ def train(cfg: TrainConfig, resume: bool | str = False) -> TrainResult:
     return result
 
 
+@dataclass
+class _Run:
+    """What one training run holds while it steps (built by _setup, in a fixed order: the
+    RNG stream of an exact --resume depends on it)."""
+
+    cfg: TrainConfig
+    info: DistInfo
+    device: torch.device
+    out: Path
+    tm: TrainModel
+    module: nn.Module
+    encoder: Any  # the model.Encoder sharing the module: tokenizer + eval transform
+    loss_params: LossParams
+    bias: torch.Tensor | None
+    data: Any  # PairData
+    val: Any  # PairData | None
+    opt: torch.optim.Optimizer
+    sched: Any
+    scaler: torch.amp.GradScaler | None
+    autocast: Any
+    start: int = 0
+    params: list[nn.Parameter] = field(default_factory=list)
+
+
 def _train(cfg: TrainConfig, resume: bool | str, device: torch.device, info: DistInfo):
-    out = Path(cfg.out)
     if cfg.batch_size % (info.world * cfg.accum_steps):
         raise ConfigError(
             f"batch_size {cfg.batch_size} must be divisible by ranks × accum_steps "
             f"({info.world} × {cfg.accum_steps})"
         )
-    state_path = None
-    if resume:
-        state_path = Path(resume) if isinstance(resume, str) else find_latest_state(out)
-        if state_path is None:
-            raise ConfigError(f"--resume: no step checkpoint under {out / 'train_state'}")
+    run = _setup(cfg, _state_path(cfg, resume), device, info)
+    metrics_log = MetricsLog(run.out, run.start, enabled=info.is_main, tensorboard=cfg.tensorboard)
+    bar = _progress(cfg, run.start, info)
+    bad_rows, loss_value, last_eval = 0, math.nan, {}
+    t_last, samples_since = time.perf_counter(), 0
+    step = run.start
+    for batch in _loader(run):
+        bad_rows += int((~batch["valid"]).sum())
+        loss_value = _optimizer_step(run, batch)
+        step += 1
+        samples_since += cfg.batch_size
+        if step % cfg.log_every == 0 or step == cfg.steps:
+            now = time.perf_counter()
+            rate = samples_since / max(now - t_last, 1e-9)
+            t_last, samples_since = now, 0
+            row = _row(step, cfg, run.data, run.opt, run.tm, loss_value, rate, bad_rows)
+            metrics_log.write(row)
+            if bar is not None:
+                bar.set_postfix(loss=f"{loss_value:.4f}", sps=f"{rate:.1f}", lr=f"{row['lr']:.2e}")
+        if bar is not None:
+            bar.update(1)
+        if _due(cfg.eval_every, step, cfg.steps) and run.val is not None:
+            last_eval = _eval(run.encoder, run.val, cfg, info, metrics_log, step)
+        if _due(cfg.save_every, step, cfg.steps):
+            _save(run, step)
+    if bar is not None:
+        bar.close()
+    if step != cfg.steps:
+        raise RuntimeError(f"data ran out at step {step} of {cfg.steps}")
+    return _finish(run, step, loss_value, last_eval, bad_rows, metrics_log)
 
+
+def _due(every: int, step: int, steps: int) -> bool:
+    """A periodic eval/checkpoint at this step? (The last step has its own, in _finish.)"""
+    return bool(every) and step % every == 0 and step < steps
+
+
+def _state_path(cfg: TrainConfig, resume: bool | str) -> Path | None:
+    if not resume:
+        return None
+    path = Path(resume) if isinstance(resume, str) else find_latest_state(Path(cfg.out))
+    if path is None:
+        raise ConfigError(f"--resume: no step checkpoint under {Path(cfg.out) / 'train_state'}")
+    return path
+
+
+def _setup(cfg: TrainConfig, state_path: Path | None, device: torch.device, info: DistInfo):
     tm = build_model(cfg)
     if cfg.lock_image:
         lock_tower(tm, "image", cfg.lock_image_unlocked_groups)
@@ -140,103 +203,90 @@ def _train(cfg: TrainConfig, resume: bool | str, device: torch.device, info: Dis
     sched = build_scheduler(opt, cfg)
     amp_dtype = _precision(cfg, device)
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
-    start = 0
-    if state_path is not None:
-        start = load_state(state_path, module, opt, sched, loss_params, scaler, info, cfg)
-        log.info("resumed from %s at step %d", state_path, start)
-    else:
-        torch.manual_seed(cfg.seed * 7919 + info.rank)  # dropout streams differ per rank
-    if info.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / CONFIG_FILE).write_text(json.dumps(cfg.to_dict(), indent=2))
-
-    sampler = StepBatchSampler(
-        len(data), cfg.batch_size, cfg.seed, start, cfg.steps, info.rank, info.world
-    )
-    ds = PairDataset(data, _train_transform(tm, cfg.augment), tm.preprocess.size, seed=cfg.seed)
-    loader = DataLoader(
-        ds,
-        batch_sampler=sampler,
-        num_workers=cfg.workers,
-        collate_fn=collate,
-        pin_memory=device.type == "cuda",
-        persistent_workers=False,
-        # its own generator: creating the iterator must not consume the global RNG stream
-        generator=torch.Generator().manual_seed(cfg.seed),
-    )
     autocast = (
         (lambda: torch.autocast(device.type, dtype=amp_dtype))
         if amp_dtype is not None
         else contextlib.nullcontext
     )
-    params = [p for g in opt.param_groups for p in g["params"]]
-    metrics_log = MetricsLog(out, start, enabled=info.is_main, tensorboard=cfg.tensorboard)
-    bar = _progress(cfg, start, info)
-    bad_rows = 0
-    loss_value = math.nan
-    last_eval: dict[str, Any] = {}
-    t_last, samples_since = time.perf_counter(), 0
-    step = start
-    for batch in loader:
-        tokens = encoder.tokenize(batch["captions"])
-        x = StepInputs(
-            batch["pixels"].to(device, non_blocking=True),
-            tokens["input_ids"].to(device),
-            tokens["attention_mask"].to(device),
-            BatchMeta(batch["image_ids"].to(device), batch["valid"].to(device)),
-        )
-        bad_rows += int((~batch["valid"]).sum())
-        share = forward_backward(
-            module,
-            module.scale,
-            x,
-            info,
-            cfg.accum_steps,
-            cfg.loss,
-            bias,
-            autocast,
-            loss_multiplier=scaler.get_scale() if scaler else 1.0,
-        )
-        sum_gradients(params, info)
-        if scaler is not None:
-            scaler.unscale_(opt)
-        if cfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-        if scaler is not None:
-            scaler.step(opt)
-            scaler.update()
-        else:
-            opt.step()
-        opt.zero_grad(set_to_none=True)
-        sched.step()
-        tm.clamp_temperature()
-        step += 1
-        loss_value = global_value(share, info)
-        samples_since += cfg.batch_size
-        if step % cfg.log_every == 0 or step == cfg.steps:
-            now = time.perf_counter()
-            rate = samples_since / max(now - t_last, 1e-9)
-            t_last, samples_since = now, 0
-            row = _row(step, cfg, data, opt, tm, loss_value, rate, bad_rows)
-            metrics_log.write(row)
-            if bar is not None:
-                bar.set_postfix(loss=f"{loss_value:.4f}", sps=f"{rate:.1f}", lr=f"{row['lr']:.2e}")
-        if bar is not None:
-            bar.update(1)
-        if cfg.eval_every and val is not None and step % cfg.eval_every == 0 and step < cfg.steps:
-            last_eval = _eval(encoder, val, cfg, info, metrics_log, step)
-        if cfg.save_every and step % cfg.save_every == 0 and step < cfg.steps:
-            _save(out, step, module, opt, sched, loss_params, scaler, info, cfg)
-    if bar is not None:
-        bar.close()
-    if step != cfg.steps:
-        raise RuntimeError(f"data ran out at step {step} of {cfg.steps}")
+    run = _Run(cfg, info, device, Path(cfg.out), tm, module, encoder, loss_params, bias, data, val,
+               opt, sched, scaler, autocast)  # fmt: skip
+    run.params = [p for g in opt.param_groups for p in g["params"]]
+    if state_path is not None:
+        run.start = load_state(state_path, module, opt, sched, loss_params, scaler, info, cfg)
+        log.info("resumed from %s at step %d", state_path, run.start)
+    else:
+        torch.manual_seed(cfg.seed * 7919 + info.rank)  # dropout streams differ per rank
+    if info.is_main:
+        run.out.mkdir(parents=True, exist_ok=True)
+        (run.out / CONFIG_FILE).write_text(json.dumps(cfg.to_dict(), indent=2))
+    return run
+
+
+def _loader(run: _Run) -> DataLoader:
+    cfg, info = run.cfg, run.info
+    sampler = StepBatchSampler(
+        len(run.data), cfg.batch_size, cfg.seed, run.start, cfg.steps, info.rank, info.world
+    )
+    size = run.tm.preprocess.size
+    ds = PairDataset(run.data, _train_transform(run.tm, cfg.augment), size, seed=cfg.seed)
+    return DataLoader(
+        ds,
+        batch_sampler=sampler,
+        num_workers=cfg.workers,
+        collate_fn=collate,
+        pin_memory=run.device.type == "cuda",
+        persistent_workers=False,
+        # its own generator: creating the iterator must not consume the global RNG stream
+        generator=torch.Generator().manual_seed(cfg.seed),
+    )
+
+
+def _optimizer_step(run: _Run, batch: dict) -> float:
+    """Forward/backward over one global batch, then clip, step and schedule; the batch loss."""
+    device, scaler, opt = run.device, run.scaler, run.opt
+    tokens = run.encoder.tokenize(batch["captions"])
+    x = StepInputs(
+        batch["pixels"].to(device, non_blocking=True),
+        tokens["input_ids"].to(device),
+        tokens["attention_mask"].to(device),
+        BatchMeta(batch["image_ids"].to(device), batch["valid"].to(device)),
+    )
+    share = forward_backward(
+        run.module,
+        run.module.scale,
+        x,
+        run.info,
+        run.cfg.accum_steps,
+        run.cfg.loss,
+        run.bias,
+        run.autocast,
+        loss_multiplier=scaler.get_scale() if scaler else 1.0,
+    )
+    sum_gradients(run.params, run.info)
+    if scaler is not None:
+        scaler.unscale_(opt)
+    if run.cfg.grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(run.params, run.cfg.grad_clip)
+    if scaler is not None:
+        scaler.step(opt)
+        scaler.update()
+    else:
+        opt.step()
+    opt.zero_grad(set_to_none=True)
+    run.sched.step()
+    run.tm.clamp_temperature()
+    return global_value(share, run.info)
+
+
+def _finish(run: _Run, step, loss_value, last_eval, bad_rows, metrics_log) -> TrainResult:
+    """Last step checkpoint, the final model, the last evaluation and the run summary."""
+    cfg, info, data = run.cfg, run.info, run.data
     if cfg.save_every:
-        _save(out, step, module, opt, sched, loss_params, scaler, info, cfg)
-    module.eval()
-    spec = tm.save(out) if info.is_main else ""
-    if val is not None:
-        last_eval = _eval(encoder, val, cfg, info, metrics_log, step)
+        _save(run, step)
+    run.module.eval()
+    spec = run.tm.save(run.out) if info.is_main else ""
+    if run.val is not None:
+        last_eval = _eval(run.encoder, run.val, cfg, info, metrics_log, step)
     skipped = {**dict(data.skipped), **({"unreadable_images": bad_rows} if bad_rows else {})}
     result = TrainResult(spec, step, loss_value, last_eval, skipped)
     if info.is_main:
@@ -249,7 +299,7 @@ def _train(cfg: TrainConfig, resume: bool | str, device: torch.device, info: Dis
             "rows": len(data),
             "images": data.num_images,
         }
-        (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
+        (run.out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
     metrics_log.close()
     return result
 
@@ -281,14 +331,15 @@ def _eval(encoder, val, cfg, info, metrics_log, step) -> dict[str, Any]:
     return res
 
 
-def _save(out, step, module, opt, sched, loss_params, scaler, info, cfg) -> None:
+def _save(run: _Run, step: int) -> None:
     rng = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available() and next(module.parameters()).is_cuda:
+    if torch.cuda.is_available() and next(run.module.parameters()).is_cuda:
         rng["cuda"] = torch.cuda.get_rng_state()
-    rngs = all_gather_objects(rng, info)
-    if info.is_main:
-        save_state(out, step, module, opt, sched, loss_params, scaler, rngs, cfg)
-    barrier(info)
+    rngs = all_gather_objects(rng, run.info)
+    if run.info.is_main:
+        save_state(run.out, step, run.module, run.opt, run.sched, run.loss_params, run.scaler,
+                   rngs, run.cfg)  # fmt: skip
+    barrier(run.info)
 
 
 def _progress(cfg: TrainConfig, start: int, info: DistInfo):
@@ -302,5 +353,4 @@ def _progress(cfg: TrainConfig, start: int, info: DistInfo):
         desc="train",
         unit="step",
         file=sys.stderr,
-        disable=os.environ.get("CLIPSEARCH_NO_PROGRESS") == "1",
     )

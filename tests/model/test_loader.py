@@ -26,8 +26,46 @@ def test_hf_dir_without_prefix_suggests_hf(tiny_hf_dir):
 
 
 def test_missing_hf_model_is_a_clear_error(tmp_path):
-    with pytest.raises(ModelSpecError, match="could not load Hugging Face model"):
+    with pytest.raises(ModelSpecError, match="no such directory"):
         load_encoder(f"hf:{tmp_path / 'nothing-here'}")
+    with pytest.raises(ModelSpecError, match="could not load Hugging Face model"):
+        load_encoder(f"hf:{tmp_path}")  # a directory without the model's files
+
+
+def test_offline_hub_id_fails_at_once_in_one_line(monkeypatch):
+    """No network and no cache: one clear line, without transformers' retries."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelSpecError) as err:
+        load_encoder("hf:clipsearch-tests/no-such-model")
+    msg = str(err.value)
+    assert msg.startswith("cannot reach the Hugging Face hub to fetch 'clipsearch-tests/")
+    assert "offline mode" in msg and "hf:/path/to/model" in msg and "\n" not in msg
+
+
+def test_hub_probe_is_skipped_offline(monkeypatch):
+    from model import hf_clip
+
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+    assert hf_clip.hub_reachable() is False
+
+
+def test_relative_checkpoint_spec_is_stored_absolute(tiny_ckpt_dir, tmp_path, monkeypatch):
+    from model.loader import absolute_spec
+
+    monkeypatch.chdir(tiny_ckpt_dir.parent)
+    enc = load_encoder(tiny_ckpt_dir.name, device="cpu")
+    assert enc.spec == str(tiny_ckpt_dir.resolve())
+    assert absolute_spec(f"./{tiny_ckpt_dir.name}") == enc.spec
+    assert absolute_spec("starter") == "starter"
+    assert absolute_spec("hf:openai/clip-vit-base-patch32") == "hf:openai/clip-vit-base-patch32"
+    monkeypatch.chdir(tmp_path)  # the stored spec loads the same model from anywhere
+    assert load_encoder(enc.spec, device="cpu").fingerprint == enc.fingerprint
+
+
+def test_relative_hf_dir_spec_is_stored_absolute(tiny_hf_dir, monkeypatch):
+    monkeypatch.chdir(tiny_hf_dir.parent)
+    enc = load_encoder(f"hf:{tiny_hf_dir.name}", device="cpu")
+    assert enc.spec == f"hf:{tiny_hf_dir.resolve()}" and enc.backend == "torch"
 
 
 def test_hf_non_clip_model_is_refused(tmp_path):

@@ -36,7 +36,7 @@ def clip_tok_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def shapes_dir(tmp_path_factory) -> Path:
-    from model.train.shapes import generate
+    from model.samples.shapes import generate
 
     d = tmp_path_factory.mktemp("shapes")
     generate(d, n=1500, seed=0, n_heldout=40)
@@ -45,7 +45,7 @@ def shapes_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def small_shapes_dir(tmp_path_factory) -> Path:
-    from model.train.shapes import generate
+    from model.samples.shapes import generate
 
     d = tmp_path_factory.mktemp("shapes_small")
     generate(d, n=48, seed=1, n_heldout=12)

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
 import pytest
 
-from app.cli import main
-from app.cli.train_cmds import CONFIG_FLAGS
+from app.cli import build_parser, main
 from model import load_encoder
-from model.train.config import TrainConfig, field_types
+from model.train.config import TrainConfig
 
 
 def run(capsys, *argv) -> tuple[int, str, str]:
@@ -22,11 +22,18 @@ def run(capsys, *argv) -> tuple[int, str, str]:
     return code, cap.out, cap.err
 
 
-def test_cli_flags_cover_every_config_field():
-    types_ = field_types()
-    flags = {name: kind for name, kind, _ in CONFIG_FLAGS}
-    assert set(flags) | {"train", "val", "out", "init", "extra"} == set(types_)
-    assert all(types_[n] is k for n, k in flags.items())
+def test_flags_come_from_train_config():
+    """Every TrainConfig field but `extra` is a flag, typed from the field; unset flags are None
+    (so --config values stay) and bool fields take --x / --no-x."""
+    parser = build_parser()
+    args = parser.parse_args(["train", "--steps", "3", "--lr", "1e-3", "--no-tensorboard"])
+    assert args.steps == 3 and args.lr == 1e-3 and args.tensorboard is False
+    names = {f.name for f in dataclasses.fields(TrainConfig)} - {"extra"}
+    assert all(getattr(args, n) is None for n in names - {"steps", "lr", "tensorboard"})
+    args = parser.parse_args(["train", "--lock-image", "--val", "v.csv", "--device", "cpu"])
+    assert args.lock_image is True and args.val == "v.csv" and args.device == "cpu"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["train", "--steps", "many"])
 
 
 def quick(shapes, tok, out, *extra) -> list[str]:
@@ -94,14 +101,6 @@ def test_finetune_a_clipsearch_checkpoint_with_siglip(tmp_path, capsys, small_sh
     assert code == 0, err
     enc = load_encoder(str(out), device="cpu")
     assert enc.fingerprint != load_encoder(str(tiny_ckpt_dir), device="cpu").fingerprint
-
-
-def test_data_shapes_command(tmp_path, capsys):
-    code, stdout, _ = run(capsys, "data", "shapes", "--out", str(tmp_path / "s"), "--n", "5")
-    assert code == 0 and stdout.strip() == str(tmp_path / "s")
-    assert (tmp_path / "s" / "heldout.csv").is_file()
-    code, _, err = run(capsys, "data", "shapes", "--out", str(tmp_path / "t"), "--n", "0")
-    assert code == 1 and err.startswith("clipsearch: error:") and "--n" in err
 
 
 @pytest.mark.parametrize(

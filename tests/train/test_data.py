@@ -11,6 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
+from model.samples.shapes import all_scenes, generate, is_heldout
 from model.train.data import (
     DataError,
     PairDataset,
@@ -19,7 +20,6 @@ from model.train.data import (
     collate,
     load_pairs,
 )
-from model.train.shapes import all_scenes, generate, is_heldout
 
 
 def png(color=(200, 10, 10)) -> bytes:

@@ -28,7 +28,7 @@ def _free_port() -> int:
 @pytest.fixture(scope="session")
 def web_corpus(tmp_path_factory) -> Path:
     """The same captioned corpus `clipsearch demo` serves (photos + rendered shapes)."""
-    from app.demo import write_demo_corpus
+    from model.samples.demo import write_demo_corpus
 
     root = tmp_path_factory.mktemp("web_corpus")
     write_demo_corpus(root)

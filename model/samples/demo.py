@@ -1,5 +1,6 @@
 """The demo corpus: scikit-image's sample photographs and rendered shape scenes, each with a
-caption, written as a folder plus a CSV manifest the indexer reads."""
+caption, written as a folder plus a CSV manifest the indexer reads (`clipsearch demo` indexes
+it; the ONNX benchmark measures search quality on it)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import csv
 import logging
 import random
 from pathlib import Path
+
+from ..errors import ClipsearchError
 
 log = logging.getLogger(__name__)
 
@@ -42,12 +45,10 @@ def write_demo_corpus(out_dir: str | Path, seed: int = 0) -> Path:
         import skimage.data
         from PIL import Image
     except ImportError as e:
-        from model.errors import ClipsearchError
-
         raise ClipsearchError(
             "the demo corpus needs scikit-image's sample photos: pip install 'clipsearch[demo]'"
         ) from e
-    from model.train.shapes import all_scenes, render
+    from .shapes import all_scenes, render
 
     out = Path(out_dir)
     images = out / "images"
