@@ -4,7 +4,7 @@ text-like queries (the modality gap: queries sit away from the image cluster).
     python -m benchmarks.index_memory [--n 1000000] [--dim 512] [--memory-budget 1G]
                                       [--queries 1000] [--factory STR]
 
-Phase 1 writes n synthetic fp16 vectors (indexer.synthetic.GapSpace) to a temp vectors.npy.
+Phase 1 writes n synthetic fp16 vectors (benchmarks._synthetic.GapSpace) to a temp vectors.npy.
 Phase 2 runs in a fresh process, so its peak RSS (ru_maxrss) is the build's alone: the same
 indexer.faiss_build.build_faiss the indexer uses (factory chosen by size and budget, IVF trained
 on a sample, vectors added in chunks, nprobe/re-rank tuned until recall@10 ≥ 0.95 on half the
@@ -25,8 +25,8 @@ import numpy as np
 
 
 def write_vectors(path: Path, n: int, dim: int, seed: int) -> None:
+    from benchmarks._synthetic import GapSpace
     from indexer.store import VectorWriter
-    from indexer.synthetic import GapSpace
 
     w = VectorWriter(path, n, dim)
     for chunk in GapSpace(dim=dim, seed=seed).images(n):
@@ -36,8 +36,8 @@ def write_vectors(path: Path, n: int, dim: int, seed: int) -> None:
 
 def build_phase(args: argparse.Namespace) -> None:
     """Runs in its own process: only the build counts towards the peak RSS."""
+    from benchmarks._synthetic import GapSpace
     from indexer.faiss_build import build_faiss, current_rss, parse_size, peak_rss
-    from indexer.synthetic import GapSpace
 
     baseline = current_rss()
     queries = GapSpace(dim=args.dim, seed=args.seed).text_queries(args.queries)

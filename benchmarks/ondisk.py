@@ -51,9 +51,9 @@ def _free_port() -> int:
 
 
 def build(index_dir: Path, n: int, code: str, shards: int | None) -> dict:
+    from benchmarks._synthetic import GapSpace, publish_vectors
     from indexer import live_version
-    from indexer.ondisk import publish_vectors
-    from indexer.synthetic import GapSpace
+    from indexer.ondisk import OnDiskOptions
     from model import load_encoder
 
     record = index_dir / "build.json"
@@ -70,7 +70,8 @@ def build(index_dir: Path, n: int, code: str, shards: int | None) -> dict:
         enc.dim,
         model=enc.spec,
         fingerprint=enc.fingerprint,
-        ondisk={"code": code, "shards": shards, "queries": space.text_queries(400)},
+        ondisk=OnDiskOptions(code=code, shards=shards),
+        queries=space.text_queries(400),
     )
     seconds = round(time.perf_counter() - t0, 1)
     record.write_text(json.dumps({"build_seconds": seconds}))
@@ -193,9 +194,9 @@ def main() -> None:
     ap.add_argument("--write-docs", action="store_true")
     args = ap.parse_args()
 
+    from benchmarks._synthetic import GapSpace
     from indexer import open_index
     from indexer._search import exact_rows
-    from indexer.synthetic import GapSpace
 
     index_dir = REPO / ".bench_cache" / f"ondisk-{args.n}-{args.code}"
     built = build(index_dir, args.n, args.code, args.shards)
@@ -203,9 +204,9 @@ def main() -> None:
     manifest, vdir = v.manifest, v.path
     v.close()
     index_bytes = sum(p.stat().st_size for p in vdir.iterdir() if p.is_file())
-    ivf_bytes = int(manifest["index_bytes"])
+    ivf_bytes = int(manifest.index_bytes or 0)
     # Held-out queries: the tuning used the first 400 of the same stream.
-    queries = GapSpace(dim=int(manifest["dim"]), seed=7).text_queries(400 + args.queries)[400:]
+    queries = GapSpace(dim=manifest.dim, seed=7).text_queries(400 + args.queries)[400:]
 
     from indexer.faiss_build import parse_size
 
@@ -231,10 +232,10 @@ def main() -> None:
     rss = served["rss_after_queries"]
     results = {
         "n": args.n,
-        "dim": int(manifest["dim"]),
-        "factory": manifest["factory"],
-        "search_params": manifest["search_params"],
-        "tuned_recall_at_10": manifest["recall_at_10"],
+        "dim": manifest.dim,
+        "factory": manifest.factory,
+        "search_params": manifest.search_params,
+        "tuned_recall_at_10": manifest.recall_at_10,
         "served_recall_at_10": round(recall, 4),
         "version_bytes": index_bytes,
         "ivf_bytes": ivf_bytes,
@@ -248,7 +249,7 @@ def main() -> None:
     }
     gib = 2**30
     rows = [
-        ("vectors", f"{args.n:,} × {results['dim']} ({manifest['factory']})"),
+        ("vectors", f"{args.n:,} × {results['dim']} ({manifest.factory})"),
         ("on disk: version / IVF", f"{index_bytes / gib:.2f} / {ivf_bytes / gib:.2f} GiB"),
         (
             "server RSS after load",
@@ -261,8 +262,8 @@ def main() -> None:
             f"{rss['VmRSS'] / gib:.2f} GiB (anon {rss['RssAnon'] / gib:.2f}, "
             f"file {rss['RssFile'] / gib:.2f}) = {results['rss_over_ivf_size']:.1%} of the IVF",
         ),
-        ("recall@10 vs exact (held-out)", f"{recall:.3f} (tuned {manifest['recall_at_10']})"),
-        ("nprobe", str(manifest["search_params"])),
+        ("recall@10 vs exact (held-out)", f"{recall:.3f} (tuned {manifest.recall_at_10})"),
+        ("nprobe", str(manifest.search_params)),
         (
             "latency p50 / p95",
             f"{served['latency_ms']['p50']} / {served['latency_ms']['p95']} ms over HTTP",

@@ -3,8 +3,8 @@ FAISS on the same index, at 1M and 10M synthetic CLIP-like vectors with text que
 
     python -m benchmarks.search [--sizes 1m[,10m]] [--quick] [--dim 512] [--json-out PATH]
 
-Vectors: `indexer.synthetic.GapSpace` images (dim 512, ViT-B/32-like), streamed in chunks into an
-fp16 vectors.npy with the indexer's `VectorWriter`, as a build writes them. Queries: 2,000
+Vectors: `benchmarks._synthetic.GapSpace` images (dim 512, ViT-B/32-like), streamed in chunks into
+an fp16 vectors.npy with the indexer's `VectorWriter`, as a build writes them. Queries: 2,000
 GapSpace text queries (the modality gap makes text→image ANN search the hard case); the first
 1,000 tune the index inside `build_faiss`, the other 1,000 are held out for every figure here.
 Exact top-10 ground truth for them is computed while the chunks are generated (exact inner
@@ -65,7 +65,7 @@ def _key(n: int, dim: int, seed: int) -> Path:
 
 
 def _queries(dim: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    from indexer.synthetic import GapSpace
+    from benchmarks._synthetic import GapSpace
 
     q = GapSpace(dim=dim, seed=seed).text_queries(N_TUNE + N_EVAL)
     return q[:N_TUNE], q[N_TUNE:]
@@ -87,8 +87,8 @@ def generate(d: Path, n: int, dim: int, seed: int, eval_q: np.ndarray) -> float:
     import faiss
     from tqdm import tqdm
 
+    from benchmarks._synthetic import GapSpace
     from indexer.store import VectorWriter
-    from indexer.synthetic import GapSpace
 
     t0 = time.perf_counter()
     writer = VectorWriter(d / "vectors.npy.tmp", n, dim)

@@ -60,13 +60,15 @@ def query_texts(n: int, offset: int = 0) -> list[str]:
 def make_index(index_dir: Path, n: int, enc, seed: int = 0) -> str:
     """Publish a version of n synthetic unit vectors (fp16) with items rows, like a build."""
     from indexer.faiss_build import build_faiss
+    from indexer.manifest import Manifest, read_manifest
     from indexer.publish import live_version, new_version_id, publish, staging_dir
+    from indexer.resolve import backend_of
     from indexer.store import VectorWriter, write_items
 
     live = live_version(index_dir) if index_dir.is_dir() else None
     if live is not None:
-        manifest = json.loads((index_dir / "versions" / live / "manifest.json").read_text())
-        if manifest["count"] == n and manifest["fingerprint"] == enc.fingerprint:
+        old = read_manifest(index_dir)
+        if old.count == n and old.fingerprint == enc.fingerprint:
             return live
     index_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -100,17 +102,16 @@ def make_index(index_dir: Path, n: int, enc, seed: int = 0) -> str:
     import faiss
 
     faiss.write_index(built.index, str(staging / "images.faiss"))
-    manifest = {
-        "model": enc.spec,
-        "fingerprint": enc.fingerprint,
-        "dim": enc.dim,
-        "count": n,
-        "root": str(index_dir / "no-files"),
-        "source": "synthetic",
-        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "parent": None,
+    manifest = Manifest(
+        model=enc.spec,
+        fingerprint=enc.fingerprint,
+        dim=enc.dim,
+        count=n,
+        backend=backend_of(enc),
+        root=str(index_dir / "no-files"),
+        source="synthetic",
         **built.manifest_fields(),
-    }
+    )
     publish(index_dir, staging, version, manifest)
     took = time.perf_counter() - t0
     print(f"made {n:,}-vector index {version} ({built.factory}, recall@10 "

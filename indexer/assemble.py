@@ -12,10 +12,7 @@ from typing import Any
 import faiss
 import numpy as np
 
-from model import Encoder
-
 from .faiss_build import BuiltIndex, build_faiss
-from .publish import link_or_copy
 from .report import BuildReport
 from .scan import Entry
 from .store import VectorWriter, write_items
@@ -80,18 +77,18 @@ def assign_ids(
 def write_version_files(
     staging: Path,
     plan: Plan,
-    enc: Encoder,
+    dim: int,
     *,
     factory: str | None,
     memory_budget: int | str | None,
     queries: Callable[[], np.ndarray],
-    carry_texts_from: Path | None,
 ) -> BuiltIndex:
+    """vectors.npy, items.sqlite and images.faiss of the planned items into `staging`."""
     items = sorted(plan.items, key=lambda it: it.id)
-    writer = VectorWriter(staging / "vectors.npy", len(items), enc.dim)
+    writer = VectorWriter(staging / "vectors.npy", len(items), dim)
     for start in range(0, len(items), 8192):
         chunk = items[start : start + 8192]
-        writer.write(np.stack([it.vector for it in chunk]) if chunk else np.zeros((0, enc.dim)))
+        writer.write(np.stack([it.vector for it in chunk]))
     writer.close()
     write_items(
         staging / "items.sqlite",
@@ -114,13 +111,10 @@ def write_version_files(
     built = build_faiss(
         staging / "vectors.npy",
         ids,
-        enc.dim,
+        dim,
         factory=factory,
         memory_budget=memory_budget,
         queries=queries,
     )
     faiss.write_index(built.index, str(staging / "images.faiss"))
-    if carry_texts_from is not None and all((carry_texts_from / f).is_file() for f in TEXT_FILES):
-        for name in TEXT_FILES:  # same model: the caption/label corpus stays valid
-            link_or_copy(carry_texts_from / name, staging / name)
     return built

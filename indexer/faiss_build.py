@@ -23,13 +23,13 @@ import numpy as np
 
 from ._search import Searcher, exact_rows
 from .store import iter_vector_chunks, read_npy_header
+from .types import RERANK_K
 
 log = logging.getLogger(__name__)
 
 FLAT_MAX = 50_000  # up to here exact search costs a few ms per query: no reason to approximate
 RECALL_TARGET = 0.95
 TUNE_MARGIN = 0.02  # tune for target + margin, so the held-out half also clears the target
-RERANK_K = 100  # ANN candidates re-scored exactly per query (at least k)
 MAX_RERANK_K = 1600
 TRAIN_PER_LIST = 48  # k-means training points per IVF list (FAISS warns below 39)
 ADD_CHUNK = 16_384  # rows per add() call
@@ -139,7 +139,7 @@ class BuiltIndex:
     rerank: bool
     rerank_k: int
     search_params: dict[str, int] = field(default_factory=dict)  # e.g. {"nprobe": 32}
-    recall_at_10: float = 1.0
+    recall_at_10: float | None = 1.0  # None: an empty index (nothing to measure)
     recall_queries: int = 0
     exact: bool = True
     peak_rss: int = 0
@@ -151,7 +151,7 @@ class BuiltIndex:
             "rerank": self.rerank,
             "rerank_k": self.rerank_k,
             "search_params": self.search_params,
-            "recall_at_10": round(self.recall_at_10, 4),
+            "recall_at_10": None if self.recall_at_10 is None else round(self.recall_at_10, 4),
             "recall_queries": self.recall_queries,
             "exact": self.exact,
         }
@@ -211,7 +211,8 @@ def build_faiss(
     )
     if factory == "Flat" or n == 0:
         built.peak_rss = peak_rss()
-        return built  # exact: recall 1 by construction
+        built.recall_at_10 = 1.0 if n else None
+        return built  # exact: recall 1 by construction (and nothing to recall when empty)
     q = queries() if callable(queries) else queries
     if q is None or len(q) == 0:
         raise ValueError("an approximate index needs text queries to measure its recall")

@@ -13,26 +13,23 @@ lists are read memory-mapped during the merge, so no step holds the whole corpus
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
+import dataclasses
 import logging
 import math
 import os
 import shutil
-import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import faiss
 import numpy as np
 
+from .derive import derive_version
 from .faiss_build import (
     RECALL_TARGET,
-    RERANK_K,
     TRAIN_PER_LIST,
     BuiltIndex,
     PreadRows,
@@ -40,46 +37,16 @@ from .faiss_build import (
     choose_nlist,
     peak_rss,
 )
-from .publish import (
-    MANIFEST,
-    WORK,
-    link_or_copy,
-    new_version_id,
-    publish,
-    staging_dir,
-)
-from .store import iter_vector_chunks, read_npy_header
+from .manifest import Manifest
+from .ondisk_format import INDEX_FILE, IVFDATA, c_stdout_to_stderr, read_ondisk_index
+from .reader import IndexVersion
+from .store import read_npy_header
+from .types import RERANK_K
 
 log = logging.getLogger(__name__)
 
-IVFDATA = "images.ivfdata"
-INDEX_FILE = "images.faiss"
-READ_FLAGS = faiss.IO_FLAG_READ_ONLY | faiss.IO_FLAG_ONDISK_SAME_DIR
 CODES = ("Flat", "SQ8", "SQfp16")
 ADD_CHUNK = 65_536
-
-
-def read_ondisk_index(path: Path) -> faiss.Index:
-    """Open an on-disk IVF index: the inverted lists are memory-mapped from the `.ivfdata` file in
-    the same directory (wherever the version was moved since it was written)."""
-    with c_stdout_to_stderr():
-        return faiss.read_index(str(path), READ_FLAGS)
-
-
-@contextlib.contextmanager
-def c_stdout_to_stderr() -> Iterator[None]:
-    """FAISS's on-disk code prints progress with C printf to stdout; send it to stderr so that a
-    command's stdout stays machine-readable (`clipsearch search --json` on an on-disk index)."""
-    sys.stdout.flush()
-    libc = ctypes.CDLL(None)
-    saved = os.dup(1)
-    os.dup2(2, 1)
-    try:
-        yield
-    finally:
-        libc.fflush(None)
-        os.dup2(saved, 1)
-        os.close(saved)
 
 
 @dataclass
@@ -205,72 +172,61 @@ def _merge(index: faiss.Index, block_paths: list[str], ivfdata: str) -> None:
     del shards
 
 
+@dataclass(frozen=True)
+class OnDiskOptions:
+    """How to build an on-disk IVF: None means chosen by corpus size and cores."""
+
+    nlist: int | None = None  # IVF lists (default ~sqrt(n))
+    code: str = "Flat"  # list codes: Flat, SQ8 or SQfp16
+    shards: int | None = None  # row shards filled in parallel
+    workers: int | None = None  # shards filled at once
+    recall_target: float = RECALL_TARGET
+
+    def __post_init__(self) -> None:
+        if self.code not in CODES:
+            raise ValueError(f"code must be one of {', '.join(CODES)}, not {self.code!r}")
+        for name in ("nlist", "shards", "workers"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be at least 1")
+
+
 def make_ondisk_version(
     index_dir: str | Path,
-    *,
-    nlist: int | None = None,
-    code: str = "Flat",
-    shards: int | None = None,
-    workers: int | None = None,
-    queries: np.ndarray | None = None,
-    recall_target: float = RECALL_TARGET,
-) -> dict[str, Any]:
+    queries: np.ndarray | Callable[[], np.ndarray],
+    options: OnDiskOptions | None = None,
+    **fields: Any,
+) -> Manifest:
     """Publish a copy of the live version whose FAISS index is an on-disk IVF (items and vectors
-    are shared by hard link). `queries` (text embeddings) tune nprobe to the recall target; by
-    default generic caption-like texts are encoded with the version's model. → the new manifest."""
-    from ._fsutil import exclusive_lock
-    from .reader import open_index
+    are shared by hard link). `queries` (text embeddings, or a function making them, e.g.
+    `lambda: recall_queries(encoder)`) tune nprobe to the recall target. `fields` override
+    fields of `options`. → the published manifest."""
+    opts = dataclasses.replace(options or OnDiskOptions(), **fields)
 
-    index_dir = Path(index_dir)
-    with exclusive_lock(index_dir / WORK / "lock"):
-        live = open_index(index_dir)
-        try:
-            manifest = dict(live.manifest)
-            src = live.path
-            ids = live._searcher.ids.copy()
-        finally:
-            live.close()
-        if queries is None:
-            queries = _default_queries(manifest["model"])
-        version = new_version_id()
-        staging = staging_dir(index_dir, version)
-        for p in src.iterdir():
-            if p.is_file() and p.name not in (MANIFEST, INDEX_FILE, IVFDATA):
-                link_or_copy(p, staging / p.name)
-        manifest = {
-            k: v for k, v in manifest.items() if k not in ("files", "version", "format_version")
-        }
-        manifest.update(
-            _build_and_tune(staging, ids, nlist, code, shards, workers, queries, recall_target),
-            parent=live.id,
-            created_at=datetime.now(UTC).isoformat(timespec="seconds"),
-        )
-        final = publish(index_dir, staging, version, manifest)
-        log.info("published on-disk version %s (%s)", version, manifest["factory"])
-        return {**manifest, "version": final.name}
+    def make(live: IndexVersion, staging: Path) -> dict[str, Any]:
+        ids = live._searcher.ids.copy()
+        return build_and_tune(staging, ids, queries() if callable(queries) else queries, opts)
+
+    manifest = derive_version(index_dir, (INDEX_FILE, IVFDATA), make)
+    log.info("published on-disk version %s (%s)", manifest.version, manifest.factory)
+    return manifest
 
 
-def _build_and_tune(
-    staging: Path,
-    ids: np.ndarray,
-    nlist: int | None,
-    code: str,
-    shards: int | None,
-    workers: int | None,
-    queries: np.ndarray,
-    recall_target: float,
+def build_and_tune(
+    staging: Path, ids: np.ndarray, queries: np.ndarray, opts: OnDiskOptions
 ) -> dict[str, Any]:
-    """On-disk IVF into `staging`, tuned; → the manifest fields describing it."""
+    """On-disk IVF into `staging` (which holds vectors.npy), tuned; → the Manifest fields
+    describing it."""
     built = build_ondisk_ivf(
         staging / "vectors.npy",
         ids,
         staging,
-        nlist=nlist,
-        code=code,
-        shards=shards,
-        workers=workers,
+        nlist=opts.nlist,
+        code=opts.code,
+        shards=opts.shards,
+        workers=opts.workers,
     )
-    tuned = tune_ondisk(staging, ids, built.factory, queries, recall_target)
+    tuned = tune_ondisk(staging, ids, built.factory, queries, opts.recall_target)
     return {
         **tuned.manifest_fields(),
         "ondisk": True,
@@ -305,105 +261,3 @@ def tune_ondisk(
     )
     built.peak_rss = peak_rss()
     return built
-
-
-def publish_vectors(
-    index_dir: str | Path,
-    chunks: Iterable[np.ndarray],
-    n: int,
-    dim: int,
-    *,
-    model: str,
-    fingerprint: str,
-    ondisk: dict[str, Any] | None = None,
-) -> str:
-    """Publish a version from precomputed unit vectors (item i: id i, path `vectors/<i>`): with
-    an exact Flat index, or, given `ondisk` (keyword arguments of `make_ondisk_version`, with
-    `queries` required), an on-disk IVF built and tuned in place. For embeddings computed
-    elsewhere, and for the large synthetic corpora of the on-disk tests and benchmark.
-    → the version id."""
-    from ._fsutil import exclusive_lock
-    from .store import VectorWriter, write_items
-
-    index_dir = Path(index_dir)
-    index_dir.mkdir(parents=True, exist_ok=True)
-    with exclusive_lock(index_dir / WORK / "lock"):
-        version = new_version_id()
-        staging = staging_dir(index_dir, version)
-        writer = VectorWriter(staging / "vectors.npy", n, dim)
-        for c in chunks:
-            writer.write(c)
-        writer.close()
-        write_items(
-            staging / "items.sqlite",
-            (
-                {
-                    "id": i,
-                    "path": f"vectors/{i:09d}",
-                    "sha256": f"{i:064x}",
-                    "size": 0,
-                    "mtime_ns": 0,
-                    "width": 0,
-                    "height": 0,
-                    "caption": None,
-                    "extra": {},
-                }
-                for i in range(n)
-            ),
-        )
-        fields: dict[str, Any] = {
-            "factory": "Flat",
-            "metric": "inner_product",
-            "rerank": False,
-            "rerank_k": RERANK_K,
-            "search_params": {},
-            "recall_at_10": 1.0,
-            "recall_queries": 0,
-            "exact": True,
-        }
-        if ondisk is None:
-            index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
-            for start, c in enumerate_chunks(staging / "vectors.npy"):
-                index.add_with_ids(c, np.arange(start, start + len(c), dtype=np.int64))
-            faiss.write_index(index, str(staging / INDEX_FILE))
-            del index
-        else:
-            opts = dict(ondisk)
-            fields = _build_and_tune(
-                staging,
-                np.arange(n, dtype=np.int64),
-                opts.get("nlist"),
-                opts.get("code", "Flat"),
-                opts.get("shards"),
-                opts.get("workers"),
-                opts["queries"],
-                opts.get("recall_target", RECALL_TARGET),
-            )
-        manifest = {
-            "model": model,
-            "fingerprint": fingerprint,
-            "dim": dim,
-            "count": n,
-            "root": str(index_dir.resolve()),
-            "source": "vectors",
-            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "parent": None,
-            **fields,
-        }
-        publish(index_dir, staging, version, manifest)
-        return version
-
-
-def enumerate_chunks(path: Path) -> Iterator[tuple[int, np.ndarray]]:
-    start = 0
-    for c in iter_vector_chunks(path, ADD_CHUNK):
-        yield start, c
-        start += len(c)
-
-
-def _default_queries(model_spec: str) -> np.ndarray:
-    from model import load_encoder
-
-    from .pipeline import _recall_queries
-
-    return _recall_queries(load_encoder(model_spec))

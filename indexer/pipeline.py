@@ -9,38 +9,38 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
-from model import Encoder, load_encoder
+from model import Encoder
 from model.preprocess import decode_size
 
 from ._fsutil import exclusive_lock
-from .assemble import Plan, assign_ids, write_version_files
+from .assemble import TEXT_FILES, Plan, assign_ids, write_version_files
 from .decode import image_loader
 from .errors import IndexOpenError
-from .faiss_build import parse_size
-from .publish import WORK, clean_staging, live_version, new_version_id, publish, staging_dir
-from .reader import open_index
+from .layout import WORK, live_version
+from .manifest import Manifest
+from .options import BuildOptions
+from .publish import clean_staging, link_or_copy, new_version_id, publish, staging_dir
+from .reader import IndexVersion, open_index
+from .recall import recall_queries
 from .report import BuildReport, Skip
-from .scan import Entry, hash_entries, scan_source
-from .shards import Encoded, ShardStore
+from .resolve import backend_of
+from .scan import Entry, ScanResult, hash_entries, scan_source
+from .shards import Encoded, ShardStore, ShardWriter
 
 log = logging.getLogger(__name__)
-
-DEFAULT_SHARD_SIZE = 2048  # images per embedding shard: the most work a crash can lose
-RECALL_PROMPT = "a photo of a {}."
 
 
 @dataclass
 class Previous:
     """What an update can reuse from the live version."""
 
-    version: Any  # IndexVersion
+    version: IndexVersion
     by_path: dict[str, dict[str, Any]]  # rel path → item row (id, sha256, size, mtime_ns, row …)
     vectors: np.ndarray | None  # memmap of the fp16 vectors; None if the model changed
 
@@ -48,71 +48,36 @@ class Previous:
 def build_index(
     source: str | Path,
     index_dir: str | Path,
-    encoder: Encoder | str = "starter",
-    *,
-    batch_size: int = 32,
-    workers: int | None = None,
-    factory: str | None = None,
-    memory_budget: int | str | None = None,
-    progress: bool = True,
-    shard_size: int | None = None,
+    encoder: Encoder,
+    options: BuildOptions | None = None,
+    **fields: Any,
 ) -> BuildReport:
     """Index every image under `source` (folder or CSV/JSONL manifest) into a new live version.
-    A killed build resumes from its embedding shards when run again with the same arguments."""
-    return _run(
-        "build",
-        source,
-        index_dir,
-        encoder,
-        batch_size,
-        workers,
-        factory,
-        memory_budget,
-        progress,
-        shard_size,
-    )
+    A killed build resumes from its embedding shards when run again with the same arguments.
+    `fields` override fields of `options` (e.g. `progress=False`)."""
+    return run_build("build", source, index_dir, encoder, BuildOptions.of(options, **fields))
 
 
 def update_index(
     source: str | Path,
     index_dir: str | Path,
-    encoder: Encoder | str | None = None,
-    *,
-    batch_size: int = 32,
-    workers: int | None = None,
-    factory: str | None = None,
-    memory_budget: int | str | None = None,
-    progress: bool = True,
-    shard_size: int | None = None,
+    encoder: Encoder,
+    options: BuildOptions | None = None,
+    **fields: Any,
 ) -> BuildReport:
     """Publish a new version for the current state of `source`: only new or changed contents are
-    encoded, deleted files dropped, renamed files keep their id and vector. The encoder defaults
-    to the live version's model."""
-    if encoder is None:
-        encoder = live_model_spec(index_dir) or "starter"
-    return _run(
-        "update",
-        source,
-        index_dir,
-        encoder,
-        batch_size,
-        workers,
-        factory,
-        memory_budget,
-        progress,
-        shard_size,
-    )
+    encoded, deleted files dropped, renamed files keep their id and vector. The live version's
+    model is `indexer.encoder_for_index(index_dir)`."""
+    return run_build("update", source, index_dir, encoder, BuildOptions.of(options, **fields))
 
 
-def live_model_spec(index_dir: str | Path) -> str | None:
-    """The model spec of the live version, or None if nothing was published yet."""
-    if live_version(index_dir) is None:
-        return None
-    v = open_index(index_dir)
-    try:
-        return v.model_spec
-    finally:
-        v.close()
+def require_encoder(encoder: Any) -> Encoder:
+    if not isinstance(encoder, Encoder):
+        raise TypeError(
+            f"the indexer takes a loaded Encoder, not {type(encoder).__name__}: load it with "
+            "model.load_encoder(spec), or indexer.encoder_for_index(index_dir) for an update"
+        )
+    return encoder
 
 
 def default_workers(encoder: Encoder) -> int:
@@ -149,92 +114,137 @@ def torch_threads(n: int | None) -> Iterator[None]:
         torch.set_num_threads(old)
 
 
-def _run(
-    mode: str,
-    source: str | Path,
-    index_dir: str | Path,
-    encoder: Encoder | str,
-    batch_size: int,
-    workers: int | None,
-    factory: str | None,
-    memory_budget: int | str | None,
-    progress: bool,
-    shard_size: int | None,
+def run_build(
+    mode: str, source: str | Path, index_dir: str | Path, encoder: Encoder, opts: BuildOptions
 ) -> BuildReport:
+    """The whole build or update (mode "build" | "update") under the index's lock."""
     t0 = time.perf_counter()
-    if batch_size < 1:
-        raise ValueError("batch_size must be at least 1")
-    parse_size(memory_budget)  # fail fast on a bad size
+    enc = require_encoder(encoder)
     index_dir = Path(index_dir)
     index_dir.mkdir(parents=True, exist_ok=True)
-    shard_size = shard_size or int(os.environ.get("CLIPSEARCH_SHARD_SIZE", DEFAULT_SHARD_SIZE))
     with exclusive_lock(index_dir / WORK / "lock"):
         clean_staging(index_dir)
-        enc = load_encoder(encoder) if isinstance(encoder, str) else encoder
         report = BuildReport(source=str(source), mode=mode)
-        scan = scan_source(source, exclude=[index_dir])
-        report.ignored_files = scan.ignored_files
-        report.skipped.extend(scan.skipped)
-        report.scanned = len(scan.entries) + sum(
-            s.code in ("file_not_found", "outside_corpus") for s in scan.skipped
-        )
+        scan = _scan(source, index_dir, report)
         prev = _previous(index_dir, enc) if mode == "update" else None
-        entries, hash_skips = hash_scanned(scan.entries, prev, progress)
-        report.skipped.extend(hash_skips)
-
-        store = ShardStore(index_dir / WORK, enc.fingerprint)
-        store.clear_temp()
-        done = store.load()
-        reusable = _reusable(prev)
-        first_path: dict[str, Path] = {}
-        for e in entries:
-            first_path.setdefault(e.sha256, e.abs)
-        todo = [s for s in first_path if s not in done and s not in reusable]
-        report.resumed = sum(s in done.vectors for s in first_path if s not in reusable)
-        report.reused = sum(s in reusable for s in first_path)
-        t_enc = time.perf_counter()
-        report.encoded = _encode(
-            enc, todo, first_path, done, store, batch_size, workers, shard_size, progress
-        )
-        report.encode_seconds = time.perf_counter() - t_enc
-        report.images_per_s = report.encoded / report.encode_seconds if report.encoded else 0.0
-
-        plan = _plan(entries, done, prev, report)
-        assign_ids(plan, prev.by_path if prev else None, report)
-        version = new_version_id()
-        staging = staging_dir(index_dir, version)
-        built = write_version_files(
-            staging,
-            plan,
-            enc,
-            factory=factory,
-            memory_budget=memory_budget,
-            queries=lambda: _recall_queries(enc),
-            carry_texts_from=prev.version.path if prev and prev.vectors is not None else None,
-        )
-        report.version = version
-        report.items = len(plan.items)
-        report.factory = built.factory
-        report.recall_at_10 = round(built.recall_at_10, 4)
-        report.seconds = time.perf_counter() - t0
-        manifest = {
-            "model": enc.spec,
-            "fingerprint": enc.fingerprint,
-            "dim": enc.dim,
-            "count": len(plan.items),
-            "root": str(scan.root),
-            "source": str(Path(source).resolve()),
-            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "parent": prev.version.id if prev else None,
-            **built.manifest_fields(),
-            "build_report": report.to_dict(),
-        }
-        publish(index_dir, staging, version, manifest)
+        try:
+            entries, hash_skips = hash_scanned(scan.entries, prev, opts.progress)
+            report.skipped.extend(hash_skips)
+            store = ShardStore(index_dir / WORK, enc.fingerprint)
+            done = _encode_missing(enc, entries, prev, store, opts, report)
+            plan = _plan(entries, done, prev, report)
+            assign_ids(plan, prev.by_path if prev else None, report)
+            _warn_if_empty(plan, scan, report)
+            report.seconds = time.perf_counter() - t0  # as recorded in the manifest
+            _publish_plan(index_dir, scan, plan, enc, prev, opts, report)
+        finally:
+            if prev:
+                prev.version.close()
         store.remove()  # the shards are inside the published version now
-        if prev:
-            prev.version.close()
-        log.info("built %s: %d items, %d encoded", version, report.items, report.encoded)
-        return report
+    report.seconds = time.perf_counter() - t0
+    log.info("built %s: %d items, %d encoded", report.version, report.items, report.encoded)
+    return report
+
+
+def _scan(source: str | Path, index_dir: Path, report: BuildReport) -> ScanResult:
+    scan = scan_source(source, exclude=[index_dir])
+    report.ignored_files = scan.ignored_files
+    report.skipped.extend(scan.skipped)
+    report.scanned = len(scan.entries) + sum(
+        s.code in ("file_not_found", "outside_corpus") for s in scan.skipped
+    )
+    return scan
+
+
+def _encode_missing(
+    enc: Encoder,
+    entries: list[Entry],
+    prev: Previous | None,
+    store: ShardStore,
+    opts: BuildOptions,
+    report: BuildReport,
+) -> Encoded:
+    """Encode every content neither in the shards of a killed run nor reusable from `prev`;
+    → every vector and failure in the shards (this run's included)."""
+    store.clear_temp()
+    done = store.load()
+    reusable = _reusable(prev)
+    first_path: dict[str, Path] = {}
+    for e in entries:
+        first_path.setdefault(e.sha256, e.abs)
+    todo = [s for s in first_path if s not in done and s not in reusable]
+    report.resumed = sum(s in done.vectors for s in first_path if s not in reusable)
+    report.reused = sum(s in reusable for s in first_path)
+    t_enc = time.perf_counter()
+    out = ShardWriter(store, enc.dim, opts.shard_size, done)
+    report.encoded = _encode(enc, todo, first_path, out, opts)
+    report.encode_seconds = time.perf_counter() - t_enc
+    report.images_per_s = report.encoded / report.encode_seconds if report.encoded else 0.0
+    return done
+
+
+def _warn_if_empty(plan: Plan, scan: ScanResult, report: BuildReport) -> None:
+    if plan.items:
+        return
+    if not scan.entries:
+        report.warnings.append(f"no images found in {report.source}: the index is empty")
+    else:
+        report.warnings.append("no image could be read: the index is empty (see skipped)")
+
+
+def _publish_plan(
+    index_dir: Path,
+    scan: ScanResult,
+    plan: Plan,
+    enc: Encoder,
+    prev: Previous | None,
+    opts: BuildOptions,
+    report: BuildReport,
+) -> None:
+    """Write the version's files, describe them in its manifest, make it live."""
+    version = new_version_id()
+    staging = staging_dir(index_dir, version)
+    built = write_version_files(
+        staging,
+        plan,
+        enc.dim,
+        factory=opts.factory,
+        memory_budget=opts.memory_budget,
+        queries=lambda: recall_queries(enc),
+    )
+    texts = _carry_texts(prev, staging)
+    report.version = version
+    report.items = len(plan.items)
+    report.factory = built.factory
+    report.recall_at_10 = None if built.recall_at_10 is None else round(built.recall_at_10, 4)
+    manifest = Manifest(
+        model=enc.spec,
+        fingerprint=enc.fingerprint,
+        dim=enc.dim,
+        count=len(plan.items),
+        backend=backend_of(enc),
+        root=str(scan.root),
+        source=str(Path(report.source).resolve()),
+        parent=prev.version.id if prev else None,
+        **built.manifest_fields(),
+        **texts,
+        build_report=report.to_dict(),
+    )
+    publish(index_dir, staging, version, manifest)
+
+
+def _carry_texts(prev: Previous | None, staging: Path) -> dict[str, Any]:
+    """An update with the same model keeps the image→text corpus (with its count and source).
+    → the Manifest fields describing the texts ({} without)."""
+    if prev is None or prev.vectors is None:
+        return {}
+    src = prev.version.path
+    if not all((src / f).is_file() for f in TEXT_FILES):
+        return {}
+    for name in TEXT_FILES:
+        link_or_copy(src / name, staging / name)
+    m = prev.version.manifest
+    return {"texts_count": m.texts_count, "texts_source": m.texts_source}
 
 
 def _previous(index_dir: Path, enc: Encoder) -> Previous | None:
@@ -291,64 +301,43 @@ def _encode(
     enc: Encoder,
     todo: list[str],
     first_path: dict[str, Path],
-    done: Encoded,
-    store: ShardStore,
-    batch_size: int,
-    workers: int | None,
-    shard_size: int,
-    progress: bool,
+    out: ShardWriter,
+    opts: BuildOptions,
 ) -> int:
-    """Decode + encode `todo` contents, writing a shard every `shard_size`; → count encoded."""
+    """Decode + encode `todo` contents into shards; → count encoded."""
     if not todo:
         return 0
-    workers = default_workers(enc) if workers is None else workers
+    workers = default_workers(enc) if opts.workers is None else opts.workers
     loader = image_loader(
         [first_path[s] for s in todo],
         enc.preprocess,
-        batch_size,
+        opts.batch_size,
         workers,
         pin_memory=enc.device.type == "cuda",
         min_size=decode_min_size(enc),
     )
-    pending: dict[str, list] = {"sha": [], "vec": [], "wh": [], "fail": []}
     encoded = 0
-
-    def flush() -> None:
-        if not pending["sha"] and not pending["fail"]:
-            return
-        vecs = np.concatenate(pending["vec"]) if pending["vec"] else np.zeros((0, enc.dim))
-        store.write(pending["sha"], vecs, pending["wh"], pending["fail"])
-        for sha, v, wh in zip(pending["sha"], vecs.astype(np.float16), pending["wh"], strict=True):
-            done.vectors[sha], done.sizes[sha] = v, wh
-        for sha, code, msg in pending["fail"]:
-            done.failures[sha] = (code, msg)
-        for key in pending:
-            pending[key] = []
-
-    with (
-        tqdm(
-            total=len(todo),
-            desc="encoding",
-            unit="img",
-            disable=not progress,
-            file=sys.stderr,
-            smoothing=0.05,
-            dynamic_ncols=True,
-        ) as bar,
-        torch_threads(model_threads(enc, workers)),
-    ):
+    bar = tqdm(
+        total=len(todo),
+        desc="encoding",
+        unit="img",
+        disable=not opts.progress,
+        file=sys.stderr,
+        smoothing=0.05,
+        dynamic_ncols=True,
+    )
+    with bar, torch_threads(model_threads(enc, workers)):
         for batch in loader:
-            if len(batch.positions):
-                vecs = enc.encode_pixels(batch.pixels)
-                pending["vec"].append(vecs)
-                pending["sha"].extend(todo[p] for p in batch.positions)
-                pending["wh"].extend(batch.sizes)
-                encoded += len(batch.positions)
-            pending["fail"].extend((todo[p], code, msg) for p, code, msg in batch.failures)
+            vecs = enc.encode_pixels(batch.pixels) if batch.positions else None
+            out.add(
+                [todo[p] for p in batch.positions],
+                vecs if vecs is not None else np.zeros((0, enc.dim), np.float32),
+                list(batch.sizes),
+                [(todo[p], code, msg) for p, code, msg in batch.failures],
+            )
+            encoded += len(batch.positions)
             bar.update(len(batch.positions) + len(batch.failures))
-            if len(pending["sha"]) + len(pending["fail"]) >= shard_size:
-                flush()
-        flush()
+        out.flush()
     return encoded
 
 
@@ -376,12 +365,3 @@ def _plan(entries: list[Entry], done: Encoded, prev: Previous | None, report: Bu
         plan.add(e, np.asarray(vec, dtype=np.float16), int(w), int(h))
     report.skipped.sort(key=lambda s: s.path)
     return plan
-
-
-def _recall_queries(enc: Encoder, limit: int = 500) -> np.ndarray:
-    """Generic caption-like texts (ImageNet class prompts) to measure ANN recall with."""
-    from model.starter import imagenet_class_synonyms
-
-    names = [syns[0] for syns in imagenet_class_synonyms() if syns]
-    step = max(1, len(names) // limit)
-    return enc.encode_texts([RECALL_PROMPT.format(n) for n in names[::step][:limit]])

@@ -7,8 +7,8 @@ CURRENT is replaced atomically afterwards.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
-import json
 import logging
 import os
 import secrets
@@ -18,29 +18,22 @@ from pathlib import Path
 from typing import Any
 
 from ._fsutil import fsync_dir, fsync_file, write_atomic
+from .layout import CURRENT, MANIFEST, VERSIONS, WORK, live_version
+from .manifest import FORMAT_VERSION, Manifest
+
+__all__ = ["CURRENT", "MANIFEST", "VERSIONS", "WORK", "live_version", "publish"]
 
 log = logging.getLogger(__name__)
 
-CURRENT = "CURRENT"
-VERSIONS = "versions"
-WORK = "work"
-MANIFEST = "manifest.json"
 KEEP_VERSIONS = 3  # older versions are pruned (a server may still hold one open: files stay valid)
-FORMAT_VERSION = 1
 
 
 def new_version_id() -> str:
-    """Sortable by creation time, unique across concurrent writers."""
-    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(3)
-
-
-def live_version(index_dir: str | Path) -> str | None:
-    """The name in CURRENT, or None if nothing was published yet."""
-    try:
-        name = (Path(index_dir) / CURRENT).read_text().strip()
-    except FileNotFoundError:
-        return None
-    return name or None
+    """Sortable by creation time (to the microsecond: two versions of one second keep their
+    order), unique across concurrent writers."""
+    now = time.time_ns() // 1000
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now // 1_000_000))
+    return f"{stamp}.{now % 1_000_000:06d}Z-{secrets.token_hex(3)}"
 
 
 def staging_dir(index_dir: Path, version: str) -> Path:
@@ -80,15 +73,13 @@ def link_or_copy(src: Path, dst: Path) -> None:
         shutil.copy2(src, dst)
 
 
-def publish(index_dir: Path, staging: Path, version: str, manifest: dict[str, Any]) -> Path:
-    """Seal `staging` (checksums + manifest), move it into versions/, make it live."""
-    manifest = {
-        **manifest,
-        "format_version": FORMAT_VERSION,
-        "version": version,
-        "files": file_checksums(staging),
-    }
-    (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False))
+def publish(index_dir: Path, staging: Path, version: str, manifest: Manifest) -> Manifest:
+    """Seal `staging` (checksums + manifest), move it into versions/, make it live.
+    → the manifest as published (version, files and format version set)."""
+    manifest = dataclasses.replace(
+        manifest, format_version=FORMAT_VERSION, version=version, files=file_checksums(staging)
+    )
+    manifest.write(staging)
     for p in staging.iterdir():
         fsync_file(p)
     fsync_dir(staging)
@@ -101,7 +92,7 @@ def publish(index_dir: Path, staging: Path, version: str, manifest: dict[str, An
     write_atomic(index_dir / CURRENT, (version + "\n").encode())
     log.info("published version %s", version)
     prune_versions(index_dir)
-    return final
+    return manifest
 
 
 def prune_versions(index_dir: Path, keep: int = KEEP_VERSIONS) -> None:

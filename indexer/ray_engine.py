@@ -23,29 +23,29 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from model import Encoder, load_encoder
+from model import Encoder
 
 from ._fsutil import exclusive_lock
 from .decode import ImageFiles
+from .layout import WORK
+from .options import BuildOptions
 from .pipeline import (
-    DEFAULT_SHARD_SIZE,
     _previous,
     _reusable,
-    build_index,
     decode_min_size,
     hash_scanned,
-    update_index,
+    require_encoder,
+    run_build,
 )
-from .publish import WORK
 from .report import BuildReport
 from .scan import scan_source
-from .shards import ShardStore
+from .shards import ShardStore, ShardWriter
 
 log = logging.getLogger(__name__)
 
-# Environment the workers need to find the same model files as the driver.
+# Other tools' environment the workers need to find the same model files as the driver (a
+# private local instance inherits the driver's whole environment anyway).
 FORWARDED_ENV = (
-    "CLIPSEARCH_CACHE",
     "HF_HOME",
     "HF_HUB_OFFLINE",
     "TRANSFORMERS_OFFLINE",
@@ -64,72 +64,38 @@ class RayOptions:
 def ray_build_index(
     source: str | Path,
     index_dir: str | Path,
-    encoder: Encoder | str | None = "starter",
+    encoder: Encoder,
+    options: BuildOptions | None = None,
     *,
     mode: str = "build",
     ray: RayOptions | None = None,
-    batch_size: int = 32,
-    workers: int | None = None,
-    factory: str | None = None,
-    memory_budget: int | str | None = None,
-    progress: bool = True,
-    shard_size: int | None = None,
+    **fields: Any,
 ) -> BuildReport:
     """Encode on a Ray cluster, then plan, build FAISS and publish like `build_index` (mode
     "build") or `update_index` (mode "update": only new or changed contents are encoded).
-    `workers` is accepted for signature parity and unused: Ray schedules the decoding."""
-    del workers
+    `options.workers` is unused: Ray schedules the decoding."""
     if mode not in ("build", "update"):
         raise ValueError(f"mode must be 'build' or 'update', not {mode!r}")
-    if batch_size < 1:
-        raise ValueError("batch_size must be at least 1")
-    opts = ray or RayOptions()
+    opts = BuildOptions.of(options, **fields)
+    enc = require_encoder(encoder)
     index_dir = Path(index_dir)
     index_dir.mkdir(parents=True, exist_ok=True)
-    if encoder is None:  # update: the live version's model
-        prev_version = _previous_spec(index_dir)
-        encoder = prev_version or "starter"
-    enc = load_encoder(encoder) if isinstance(encoder, str) else encoder
-    shard_size = shard_size or int(os.environ.get("CLIPSEARCH_SHARD_SIZE", DEFAULT_SHARD_SIZE))
     t0 = time.perf_counter()
     with exclusive_lock(index_dir / WORK / "lock"):
-        todo = _todo(source, index_dir, enc, mode, progress)
+        todo = _todo(source, index_dir, enc, mode, opts.progress)
         encoded = 0
         if todo:
             store = ShardStore(index_dir / WORK, enc.fingerprint)
             store.clear_temp()
-            encoded = _encode_on_ray(enc, todo, store, opts, batch_size, shard_size, progress)
+            encoded = _encode_on_ray(enc, todo, store, ray or RayOptions(), opts)
     encode_seconds = time.perf_counter() - t0
-    run = build_index if mode == "build" else update_index
-    report = run(
-        source,
-        index_dir,
-        enc,
-        batch_size=batch_size,
-        factory=factory,
-        memory_budget=memory_budget,
-        progress=progress,
-        shard_size=shard_size,
-    )
+    report = run_build(mode, source, index_dir, enc, opts)
     # The local step found every vector in the shards: report the distributed encode instead.
     report.encoded, report.resumed = encoded, max(0, report.resumed - encoded)
     report.encode_seconds = encode_seconds
     report.seconds = time.perf_counter() - t0
     report.images_per_s = encoded / encode_seconds if encoded else 0.0
     return report
-
-
-def _previous_spec(index_dir: Path) -> str | None:
-    from .publish import live_version
-    from .reader import open_index
-
-    if live_version(index_dir) is None:
-        return None
-    v = open_index(index_dir)
-    try:
-        return v.model_spec
-    finally:
-        v.close()
 
 
 def _todo(
@@ -185,8 +151,10 @@ class EncodeActor:
     def __init__(self, spec: str, fingerprint: str, device: str, threads: int) -> None:
         import torch
 
+        from model import load_encoder
+
         torch.set_num_threads(max(1, threads))
-        self.enc = load_encoder(spec, device=device)
+        self.enc = load_encoder(spec, device=device)  # on its own node: the driver's can't travel
         if self.enc.fingerprint != fingerprint:
             raise RuntimeError(
                 f"model {spec!r} on this node has fingerprint {self.enc.fingerprint[:12]}…, the "
@@ -216,14 +184,10 @@ def _encode_on_ray(
     todo: list[tuple[str, str]],
     store: ShardStore,
     opts: RayOptions,
-    batch_size: int,
-    shard_size: int,
-    progress: bool,
+    build: BuildOptions,
 ) -> int:
     """→ the number of images encoded (the rest of `todo` failed to decode)."""
     import ray
-    import ray.data
-    from PIL import Image
 
     env = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
     started_here = not ray.is_initialized()
@@ -239,82 +203,75 @@ def _encode_on_ray(
             include_dashboard=False if opts.address is None else None,
         )
     try:
-        resources = ray.cluster_resources()
-        gpus, cpus = int(resources.get("GPU", 0)), int(resources.get("CPU", 1))
-        n_actors = opts.encoders or (gpus if gpus else max(1, cpus // 2))
-        shape = tuple(enc.preprocess(Image.new("RGB", (32, 32))).shape)
-        log.info(
-            "ray: %d nodes, %d CPUs, %d GPUs: %d %s encoder actors for %d images",
-            len(ray.nodes()),
-            cpus,
-            gpus,
-            n_actors,
-            "GPU" if gpus else "CPU",
-            len(todo),
-        )
-        ctx = ray.data.DataContext.get_current()
-        ctx.enable_progress_bars = False
-        ds = ray.data.from_items(
-            [{"sha": s, "path": p} for s, p in todo],
-            override_num_blocks=max(1, min(len(todo) // opts.decode_batch, 4 * cpus)),
-        )
-        ds = ds.map_batches(
-            decode_batch,
-            fn_kwargs={
-                "preprocess": enc.preprocess,
-                "shape": shape,
-                "min_size": decode_min_size(enc),
-            },
-            batch_size=opts.decode_batch,
-            num_cpus=1,
-        )
-        ds = ds.map_batches(
-            EncodeActor,
-            fn_constructor_kwargs={
-                "spec": enc.spec,
-                "fingerprint": enc.fingerprint,
-                "device": "cuda" if gpus else "cpu",
-                "threads": int(opts.cpus_per_encoder),
-            },
-            batch_size=batch_size,
-            compute=ray.data.ActorPoolStrategy(size=n_actors),
-            num_gpus=1 if gpus else 0,
-            num_cpus=0 if gpus else opts.cpus_per_encoder,
-        )
-        return _collect(ds, enc.dim, len(todo), store, shard_size, progress)
+        ds = _dataset(enc, todo, opts, build.batch_size)
+        out = ShardWriter(store, enc.dim, build.shard_size)
+        return _collect(ds, len(todo), out, build.progress)
     finally:
         if started_here:
             ray.shutdown()
 
 
-def _collect(
-    ds: Any, dim: int, total: int, store: ShardStore, shard_size: int, progress: bool
-) -> int:
-    """Stream the encoded rows back and write a shard every `shard_size` images; → count."""
+def _dataset(enc: Encoder, todo: list[tuple[str, str]], opts: RayOptions, batch_size: int) -> Any:
+    """The Ray Data pipeline: (sha, path) rows → decode tasks → encoder actors."""
+    import ray
+    import ray.data
+    from PIL import Image
+
+    resources = ray.cluster_resources()
+    gpus, cpus = int(resources.get("GPU", 0)), int(resources.get("CPU", 1))
+    n_actors = opts.encoders or (gpus if gpus else max(1, cpus // 2))
+    shape = tuple(enc.preprocess(Image.new("RGB", (32, 32))).shape)
+    log.info(
+        "ray: %d nodes, %d CPUs, %d GPUs: %d %s encoder actors for %d images",
+        len(ray.nodes()),
+        cpus,
+        gpus,
+        n_actors,
+        "GPU" if gpus else "CPU",
+        len(todo),
+    )
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    ds = ray.data.from_items(
+        [{"sha": s, "path": p} for s, p in todo],
+        override_num_blocks=max(1, min(len(todo) // opts.decode_batch, 4 * cpus)),
+    )
+    ds = ds.map_batches(
+        decode_batch,
+        fn_kwargs={"preprocess": enc.preprocess, "shape": shape, "min_size": decode_min_size(enc)},
+        batch_size=opts.decode_batch,
+        num_cpus=1,
+    )
+    return ds.map_batches(
+        EncodeActor,
+        fn_constructor_kwargs={
+            "spec": enc.spec,
+            "fingerprint": enc.fingerprint,
+            "device": "cuda" if gpus else "cpu",
+            "threads": int(opts.cpus_per_encoder),
+        },
+        batch_size=batch_size,
+        compute=ray.data.ActorPoolStrategy(size=n_actors),
+        num_gpus=1 if gpus else 0,
+        num_cpus=0 if gpus else opts.cpus_per_encoder,
+    )
+
+
+def _collect(ds: Any, total: int, out: ShardWriter, progress: bool) -> int:
+    """Stream the encoded rows back into shards; → the number encoded."""
     encoded = 0
-    sha: list[str] = []
-    vec: list[np.ndarray] = []
-    wh: list[tuple[int, int]] = []
-    fail: list[tuple[str, str, str]] = []
-
-    def flush() -> None:
-        if sha or fail:
-            store.write(sha, np.concatenate(vec) if vec else np.zeros((0, dim)), wh, fail)
-        sha.clear(), vec.clear(), wh.clear(), fail.clear()
-
     with tqdm(
         total=total, desc="encoding (ray)", unit="img", disable=not progress, file=sys.stderr
     ) as bar:
         for b in ds.iter_batches(batch_size=None, batch_format="numpy"):
             ok = np.array([not c for c in b["code"]], dtype=bool)
-            for s, c, m in zip(b["sha"][~ok], b["code"][~ok], b["msg"][~ok], strict=True):
-                fail.append((str(s), str(c), str(m)))
-            sha.extend(str(s) for s in b["sha"][ok])
+            fails = zip(b["sha"][~ok], b["code"][~ok], b["msg"][~ok], strict=True)
+            out.add(
+                [str(s) for s in b["sha"][ok]],
+                b["vec"][ok],
+                [(int(w), int(h)) for w, h in b["wh"][ok]],
+                [(str(s), str(c), str(m)) for s, c, m in fails],
+            )
             encoded += int(ok.sum())
-            vec.append(np.asarray(b["vec"][ok], dtype=np.float32))
-            wh.extend((int(w), int(h)) for w, h in b["wh"][ok])
             bar.update(len(ok))
-            if len(sha) + len(fail) >= shard_size:
-                flush()
-        flush()
+        out.flush()
     return encoded

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import sqlite3
 import threading
@@ -13,9 +12,12 @@ import faiss
 import numpy as np
 
 from ._search import check_queries
-from .errors import IndexOpenError, ModelMismatchError
+from .errors import IndexOpenError
 from .faiss_build import searcher_for
-from .publish import MANIFEST, VERSIONS, live_version, sha256_file
+from .manifest import Manifest, version_dir
+from .ondisk_format import read_ondisk_index
+from .publish import sha256_file
+from .resolve import check_model
 from .store import ITEM_COLUMNS, connect_readonly, filter_sql, row_to_item
 from .types import Hit, Item, TextHit
 
@@ -32,36 +34,11 @@ def open_index(
 ) -> IndexVersion:
     """Open the live (or a named) version. Raises IndexOpenError (code index_not_found or
     index_corrupt) or ModelMismatchError when `expected_fingerprint` differs from the manifest's."""
-    root = Path(index_dir)
-    if not root.is_dir():
-        raise IndexOpenError(f"{root}: no index directory here", code="index_not_found")
-    version = version or live_version(root)
-    if version is None:
-        raise IndexOpenError(
-            f"{root}: no published version (run `clipsearch index build` first)",
-            code="index_not_found",
-        )
-    path = root / VERSIONS / version
-    if "/" in version or not path.is_dir():
-        raise IndexOpenError(f"{root}: no version {version!r}", code="index_not_found")
-    return IndexVersion(path, expected_fingerprint)
+    return IndexVersion(version_dir(index_dir, version), expected_fingerprint)
 
 
-def _read_manifest(path: Path) -> dict[str, Any]:
-    try:
-        manifest = json.loads((path / MANIFEST).read_text())
-    except FileNotFoundError:
-        raise IndexOpenError(f"{path}: manifest.json is missing") from None
-    except (OSError, ValueError) as e:
-        raise IndexOpenError(f"{path}: manifest.json is unreadable ({e})") from None
-    for key in ("fingerprint", "dim", "count", "factory", "files", "model"):
-        if key not in manifest:
-            raise IndexOpenError(f"{path}: manifest.json lacks {key!r}")
-    return manifest
-
-
-def _verify(path: Path, manifest: dict[str, Any]) -> None:
-    files = manifest["files"]
+def _verify(path: Path, manifest: Manifest) -> None:
+    files = manifest.files
     for name in (*REQUIRED_FILES, *files):
         p = path / name
         meta = files.get(name)
@@ -80,28 +57,23 @@ class IndexVersion:
     def __init__(self, path: Path, expected_fingerprint: str | None = None) -> None:
         self.path = path
         self.id = path.name
-        self.manifest = _read_manifest(path)
-        m = self.manifest
-        if expected_fingerprint and expected_fingerprint != m["fingerprint"]:
-            raise ModelMismatchError(
-                f"index version {self.id} was built with model {m['model']!r} "
-                f"(fingerprint {m['fingerprint'][:12]}…), but the loaded model's fingerprint is "
-                f"{expected_fingerprint[:12]}…; load the same model or rebuild the index"
-            )
+        self.manifest = m = Manifest.read(path)
+        if m.version is None:  # written before versions named themselves
+            m.version = self.id
+        if expected_fingerprint:
+            check_model(m, expected_fingerprint)
         _verify(path, m)
-        self.model_spec: str = m["model"]
-        self.fingerprint: str = m["fingerprint"]
-        self.dim: int = int(m["dim"])
-        self.count: int = int(m["count"])
-        self.factory: str = m["factory"]
-        self.root = Path(m["root"])
+        self.model_spec: str = m.model
+        self.fingerprint: str = m.fingerprint
+        self.dim: int = m.dim
+        self.count: int = m.count
+        self.factory: str = m.factory
+        self.root = Path(m.root)
         self._local = threading.local()
         self._conns: list[Any] = []
         self._conns_lock = threading.Lock()
         try:
-            if m.get("ondisk"):  # IVF whose lists are mapped from images.ivfdata beside it
-                from .ondisk import read_ondisk_index
-
+            if m.ondisk:  # IVF whose lists are mapped from images.ivfdata beside it
                 index = read_ondisk_index(path / "images.faiss")
             else:
                 index = faiss.read_index(str(path / "images.faiss"), faiss.IO_FLAG_READ_ONLY)
@@ -125,8 +97,8 @@ class IndexVersion:
             vectors,
             ids,
             self.factory,
-            int(m.get("rerank_k", 100)),
-            m.get("search_params") or {},
+            m.rerank_k,
+            m.search_params,
         )
         self.has_texts = (path / "texts.faiss").is_file()
         self._texts_index = faiss.read_index(str(path / "texts.faiss")) if self.has_texts else None
@@ -169,6 +141,31 @@ class IndexVersion:
         found = self._searcher.search(q, int(k), allowed, min_score)
         items = self._items({i for hits in found for i, _ in hits})
         return [[Hit(items[i], s) for i, s in hits] for hits in found]
+
+    def filter_warnings(
+        self, path_prefix: str | None = None, where: dict[str, str] | None = None
+    ) -> list[str]:
+        """Why filters can match nothing: a prefix no item path starts with, a metadata field
+        no item has. (A value no item has is an ordinary empty result.)"""
+        out = []
+        clause = filter_sql(path_prefix, None)
+        if clause is not None and not self._exists(*clause):
+            example = self._db().execute("SELECT path FROM items LIMIT 1").fetchone()
+            hint = (
+                f" (paths are relative to the corpus root, e.g. {example[0]!r})" if example else ""
+            )
+            out.append(f"no item path starts with {path_prefix!r}{hint}")
+        for key in where or {}:
+            filter_sql(None, {key: ""})  # validates the key
+            if not self._exists("json_type(extra, ?) IS NOT NULL", [f'$."{key}"']):
+                out.append(f"no item has the metadata field {key!r}")
+        return out
+
+    def _exists(self, sql: str, params: list[Any]) -> bool:
+        return (
+            self._db().execute(f"SELECT 1 FROM items WHERE {sql} LIMIT 1", params).fetchone()
+            is not None
+        )
 
     def search_texts(self, queries: np.ndarray, k: int) -> list[list[TextHit]]:
         if self._texts_index is None:

@@ -39,7 +39,8 @@ class BuildReport:
     encode_seconds: float = 0.0
     images_per_s: float = 0.0  # encoded / time spent in the decode+encode stage
     factory: str = ""
-    recall_at_10: float | None = None
+    recall_at_10: float | None = None  # None: not measured (an empty index)
+    warnings: list[str] = field(default_factory=list)  # e.g. an empty index
 
     @property
     def skipped_by_code(self) -> dict[str, int]:
@@ -58,7 +59,8 @@ class BuildReport:
 
     def summary_lines(self, max_skipped: int = 20) -> list[str]:
         """Human-readable lines for the CLI."""
-        lines = [
+        lines = [f"warning: {w}" for w in self.warnings]
+        lines += [
             f"version     {self.version}",
             f"items       {self.items}  (scanned {self.scanned}, duplicates {self.duplicates})",
             f"encoded     {self.encoded}  (resumed {self.resumed}, reused {self.reused})",

@@ -82,7 +82,7 @@ class ShardStore:
             np.savez(
                 f,
                 sha=np.array(shas, dtype="U64"),
-                vec=np.asarray(vectors, dtype=np.float16).reshape(len(shas), -1),
+                vec=_rows(vectors, len(shas)),
                 wh=np.array(sizes, dtype=np.int32).reshape(len(shas), 2),
                 fail_sha=np.array([x[0] for x in failures], dtype="U64"),
                 fail_code=np.array([x[1] for x in failures], dtype=str),
@@ -100,3 +100,51 @@ class ShardStore:
 
     def remove(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _rows(vectors: np.ndarray, n: int) -> np.ndarray:
+    """(n, dim) fp16; a shard of only failures keeps its (0, dim) shape (reshape(0, -1) fails)."""
+    v = np.asarray(vectors, dtype=np.float16)
+    return v if v.ndim == 2 and len(v) == n else v.reshape(n, -1)
+
+
+class ShardWriter:
+    """Rows encoded since the last shard, written as a shard every `shard_size` rows (and at
+    `close`); each written row is also recorded in `done` when given."""
+
+    def __init__(
+        self, store: ShardStore, dim: int, shard_size: int, done: Encoded | None = None
+    ) -> None:
+        self.store, self.dim, self.shard_size, self.done = store, dim, shard_size, done
+        self.sha: list[str] = []
+        self.vec: list[np.ndarray] = []
+        self.wh: list[tuple[int, int]] = []
+        self.fail: list[tuple[str, str, str]] = []
+
+    def add(
+        self,
+        shas: list[str],
+        vectors: np.ndarray,
+        sizes: list[tuple[int, int]],
+        failures: list[tuple[str, str, str]],
+    ) -> None:
+        """`vectors`: (len(shas), dim) float32; `failures`: (sha, code, message)."""
+        self.sha.extend(shas)
+        self.vec.append(np.asarray(vectors, dtype=np.float32).reshape(len(shas), self.dim))
+        self.wh.extend(sizes)
+        self.fail.extend(failures)
+        if len(self.sha) + len(self.fail) >= self.shard_size:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.sha and not self.fail:
+            return
+        vecs = np.concatenate(self.vec) if self.vec else np.zeros((0, self.dim), np.float32)
+        self.store.write(self.sha, vecs, self.wh, self.fail)
+        if self.done is not None:
+            rows = zip(self.sha, vecs.astype(np.float16), self.wh, strict=True)
+            for sha, v, wh in rows:
+                self.done.vectors[sha], self.done.sizes[sha] = v, wh
+            for sha, code, msg in self.fail:
+                self.done.failures[sha] = (code, msg)
+        self.sha, self.vec, self.wh, self.fail = [], [], [], []

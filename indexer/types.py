@@ -31,3 +31,7 @@ class TextHit:
     id: int
     text: str
     score: float
+
+
+MAX_K = 1000  # the most hits one query may ask for (HTTP `k` and the CLI's `-k`)
+RERANK_K = 100  # ANN candidates re-scored exactly per query by default (at least k)

@@ -1,13 +1,17 @@
-"""`clipsearch index build|update|info|texts` and `clipsearch search`."""
+"""`clipsearch index build|update|info|texts|ondisk` and `clipsearch search`."""
 
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
+from typing import Any
+
+from indexer.types import MAX_K  # a plain constant: loads neither torch nor faiss
 
 from ._output import emit_json, fail, info, out
 from .model_cmds import add_backend_arg
+
+FMT = argparse.RawDescriptionHelpFormatter
 
 BUILD_EPILOG = """examples:
   clipsearch index build photos/ --index idx/
@@ -26,190 +30,238 @@ SEARCH_EPILOG = """examples:
   clipsearch search "a red car" --index idx/ --path-prefix cars/ --where color=red
   clipsearch search --image photo.jpg --index idx/ --texts      (image → captions/labels)"""
 
+INFO_EPILOG = """examples:
+  clipsearch index info --index idx/
+  clipsearch index info --index idx/ --json"""
+
+TEXTS_EPILOG = """examples:
+  clipsearch index texts labels.txt --index idx/
+  clipsearch index texts --index idx/     (use the items' captions)"""
+
+ONDISK_EPILOG = """examples:
+  clipsearch index ondisk --index idx/
+  clipsearch index ondisk --index idx/ --code SQ8 --nlist 65536 --shards 16
+
+The inverted lists go to images.ivfdata, which the server maps instead of loading;
+nprobe is tuned to recall@10 >= 0.95 with caption-like text queries."""
+
+INFO_KEYS = (
+    "version",
+    "model",
+    "backend",
+    "count",
+    "dim",
+    "factory",
+    "search_params",
+    "recall_at_10",
+    "created_at",
+    "root",
+    "texts_count",
+    "skipped",
+    "size_bytes",
+)
+
 
 def register(sub: argparse._SubParsersAction) -> None:
-    fmt = argparse.RawDescriptionHelpFormatter
     idx = sub.add_parser(
-        "index",
-        help="build, update and inspect image indexes",
-        formatter_class=fmt,
+        "index", help="build, update and inspect image indexes", formatter_class=FMT,
         epilog=BUILD_EPILOG,
-    )
+    )  # fmt: skip
     isub = idx.add_subparsers(dest="index_command", metavar="ACTION", required=True)
-    for name, helptext in (
-        ("build", "index every image of a folder or manifest into a new version"),
-        ("update", "re-index only new/changed files, drop deleted ones, keep renamed ones"),
-    ):
-        b = isub.add_parser(name, help=helptext, formatter_class=fmt, epilog=BUILD_EPILOG)
-        b.add_argument("source", metavar="SOURCE", help="image folder or CSV/TSV/JSONL manifest")
-        b.add_argument("--index", required=True, metavar="DIR", help="index directory")
-        b.add_argument(
-            "--model",
-            default="starter" if name == "build" else None,
-            metavar="SPEC",
-            help="starter (default), hf:<hub id or dir>, or a checkpoint dir"
-            + ("" if name == "build" else " (default: the live version's model)"),
-        )
-        b.add_argument("--device", default=None, help="cpu, cuda … (default: CUDA if present)")
-        add_backend_arg(b)
-        b.add_argument("--batch-size", type=int, default=32, metavar="N")
-        b.add_argument(
-            "--workers",
-            type=int,
-            default=None,
-            metavar="N",
-            help="decode processes (default: by device and cores)",
-        )
-        b.add_argument(
-            "--factory",
-            default=None,
-            metavar="STR",
-            help='FAISS factory string, e.g. "Flat", "IVF1024,SQ8", "HNSW32" '
-            "(default: chosen by corpus size and memory budget)",
-        )
-        b.add_argument(
-            "--memory-budget",
-            default=None,
-            metavar="SIZE",
-            help="cap for the index build, e.g. 2G or 512M",
-        )
-        b.add_argument(
-            "--shard-size",
-            type=int,
-            default=None,
-            metavar="N",
-            help="images per resumable embedding shard (default 2048)",
-        )
-        b.add_argument(
-            "--engine",
-            choices=("local", "ray"),
-            default="local",
-            help="where decode + encode run: this machine (default) or a Ray cluster "
-            "(needs the distributed extra)",
-        )
-        b.add_argument(
-            "--ray-address",
-            default=None,
-            metavar="ADDR",
-            help="Ray cluster to join, e.g. head:6379 (default: a private local Ray instance)",
-        )
-        b.add_argument("--no-progress", action="store_true", help="no progress bar")
-        b.add_argument("--json", action="store_true", help="print the build report as JSON")
-        b.set_defaults(func=cmd_build, mode=name)
-
-    i = isub.add_parser(
-        "info",
-        help="show versions, model, counts, recall and sizes",
-        formatter_class=fmt,
-        epilog="examples:\n  clipsearch index info idx/\n  clipsearch index info idx/ --json",
+    _register_build(isub, "build", "index every image of a folder or manifest into a new version")
+    _register_build(
+        isub, "update", "re-index only new/changed files, drop deleted ones, keep renamed ones"
     )
-    i.add_argument("index", metavar="DIR", help="index directory")
+    _register_info(isub)
+    _register_texts(isub)
+    _register_ondisk(isub)
+    _register_search(sub)
+
+
+def _index_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--index", required=True, metavar="DIR", help="index directory")
+
+
+def _model_args(p: argparse.ArgumentParser, default: str | None, default_help: str) -> None:
+    p.add_argument(
+        "--model",
+        default=default,
+        metavar="SPEC",
+        help=f"starter, hf:<hub id or dir>, or a checkpoint dir (default: {default_help})",
+    )
+    p.add_argument("--device", default=None, help="cpu, cuda … (default: CUDA if present)")
+    add_backend_arg(p)
+
+
+def _register_build(isub: argparse._SubParsersAction, name: str, helptext: str) -> None:
+    b = isub.add_parser(name, help=helptext, formatter_class=FMT, epilog=BUILD_EPILOG)
+    b.add_argument("source", metavar="SOURCE", help="image folder or CSV/TSV/JSONL manifest")
+    _index_arg(b)
+    if name == "build":
+        _model_args(b, "starter", "starter")
+    else:
+        _model_args(b, None, "the live version's model")
+    b.add_argument("--batch-size", type=int, default=32, metavar="N")
+    b.add_argument(
+        "--workers", type=int, default=None, metavar="N",
+        help="decode processes (default: by device and cores)",
+    )  # fmt: skip
+    b.add_argument(
+        "--factory", default=None, metavar="STR",
+        help='FAISS factory string, e.g. "Flat", "IVF1024,SQ8", "HNSW32" '
+        "(default: chosen by corpus size and memory budget)",
+    )  # fmt: skip
+    b.add_argument(
+        "--memory-budget", default=None, metavar="SIZE",
+        help="cap for the index build, e.g. 2G or 512M",
+    )  # fmt: skip
+    b.add_argument(
+        "--shard-size", type=int, default=None, metavar="N",
+        help="images per resumable embedding shard (default 2048)",
+    )  # fmt: skip
+    b.add_argument(
+        "--engine", choices=("local", "ray"), default="local",
+        help="where decode + encode run: this machine (default) or a Ray cluster "
+        "(needs the distributed extra)",
+    )  # fmt: skip
+    b.add_argument(
+        "--ray-address", default=None, metavar="ADDR",
+        help="Ray cluster to join, e.g. head:6379 (default: a private local Ray instance)",
+    )  # fmt: skip
+    b.add_argument("--no-progress", action="store_true", help="no progress bar")
+    b.add_argument("--json", action="store_true", help="print the build report as JSON")
+    b.set_defaults(func=cmd_build, mode=name)
+
+
+def _register_info(isub: argparse._SubParsersAction) -> None:
+    i = isub.add_parser(
+        "info", help="show versions, model, counts, recall and sizes", formatter_class=FMT,
+        epilog=INFO_EPILOG,
+    )  # fmt: skip
+    _index_arg(i)
     i.add_argument("--version", default=None, help="a version id (default: the live one)")
     i.add_argument("--json", action="store_true", help="machine-readable output")
     i.set_defaults(func=cmd_info)
 
+
+def _register_texts(isub: argparse._SubParsersAction) -> None:
     t = isub.add_parser(
-        "texts",
-        help="add a caption/label corpus for image→text search",
-        formatter_class=fmt,
-        epilog="examples:\n  clipsearch index texts labels.txt --index idx/\n"
-        "  clipsearch index texts --index idx/     (use the items' captions)",
-    )
+        "texts", help="add a caption/label corpus for image→text search", formatter_class=FMT,
+        epilog=TEXTS_EPILOG,
+    )  # fmt: skip
     t.add_argument(
-        "file",
-        nargs="?",
-        default=None,
+        "file", nargs="?", default=None,
         help="text file, one text per line (default: the manifest's captions)",
-    )
-    t.add_argument("--index", required=True, metavar="DIR", help="index directory")
-    t.add_argument("--model", default=None, metavar="SPEC", help="default: the index's model")
+    )  # fmt: skip
+    _index_arg(t)
+    _model_args(t, None, "the index's model")
     t.set_defaults(func=cmd_texts)
 
+
+def _register_ondisk(isub: argparse._SubParsersAction) -> None:
     o = isub.add_parser(
         "ondisk",
         help="republish the live version with an on-disk IVF index (for indexes larger than RAM)",
-        formatter_class=fmt,
-        epilog="examples:\n  clipsearch index ondisk --index idx/\n"
-        "  clipsearch index ondisk --index idx/ --code SQ8 --nlist 65536 --shards 16\n\n"
-        "The inverted lists go to images.ivfdata, which the server maps instead of loading;\n"
-        "nprobe is tuned to recall@10 >= 0.95 with caption-like text queries.",
+        formatter_class=FMT,
+        epilog=ONDISK_EPILOG,
     )
-    o.add_argument("--index", required=True, metavar="DIR", help="index directory")
+    _index_arg(o)
     o.add_argument("--code", default="Flat", help="list codes: Flat (default), SQ8 or SQfp16")
     o.add_argument("--nlist", type=int, default=None, help="IVF lists (default: ~sqrt(n))")
     o.add_argument("--shards", type=int, default=None, help="row shards built in parallel")
     o.add_argument("--workers", type=int, default=None, help="shards built at once")
     o.set_defaults(func=cmd_ondisk)
 
+
+def _register_search(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser(
-        "search", help="search an index by text or image", formatter_class=fmt, epilog=SEARCH_EPILOG
+        "search", help="search an index by text or image", formatter_class=FMT, epilog=SEARCH_EPILOG
     )
     s.add_argument("text", nargs="?", default=None, help="query text")
     s.add_argument("--image", default=None, metavar="FILE", help="query image instead of text")
-    s.add_argument("--index", required=True, metavar="DIR", help="index directory")
-    s.add_argument("-k", type=int, default=10, metavar="N", help="number of hits (default 10)")
+    _index_arg(s)
+    s.add_argument(
+        "-k", type=int, default=10, metavar="N", help=f"number of hits, 1…{MAX_K} (default 10)"
+    )
     s.add_argument("--path-prefix", default=None, help="only items whose path starts with this")
     s.add_argument(
-        "--where",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
+        "--where", action="append", default=[], metavar="KEY=VALUE",
         help="only items whose metadata KEY equals VALUE (repeatable)",
-    )
+    )  # fmt: skip
     s.add_argument("--min-score", type=float, default=None, help="drop hits below this cosine")
     s.add_argument("--texts", action="store_true", help="search the caption/label corpus")
-    s.add_argument("--model", default=None, metavar="SPEC", help="default: the index's model")
-    s.add_argument("--device", default=None, help="cpu, cuda … (default: CUDA if present)")
-    add_backend_arg(s)
+    _model_args(s, None, "the index's model")
     s.add_argument("--json", action="store_true", help='print {"hits": [...], ...}')
     s.set_defaults(func=cmd_search)
 
 
-def _encoder(spec: str, device: str | None, backend: str = "torch"):
-    from model import load_encoder
+# -- commands -------------------------------------------------------------------------------------
+
+
+def _index_encoder(index: str, args: argparse.Namespace):
+    """The model the index was built with (or --model), checked against it."""
+    from indexer import encoder_for_index
 
     try:
-        return load_encoder(spec, device=device, backend=backend)
+        return encoder_for_index(index, model=args.model, device=args.device, backend=args.backend)
     except ValueError as e:  # e.g. an unavailable device
         fail(str(e))
 
 
-def cmd_build(args: argparse.Namespace) -> int:
-    from indexer import build_index, update_index
-    from indexer.pipeline import live_model_spec
+def _load_encoder(spec: str, args: argparse.Namespace):
+    from model import load_encoder
 
-    if args.batch_size < 1 or (args.workers is not None and args.workers < 0):
-        fail("--batch-size must be ≥ 1 and --workers ≥ 0")
-    if args.shard_size is not None and args.shard_size < 1:
-        fail("--shard-size must be ≥ 1")
+    try:
+        return load_encoder(spec, device=args.device, backend=args.backend)
+    except ValueError as e:
+        fail(str(e))
+
+
+def _build_options(args: argparse.Namespace):
+    from indexer import BuildOptions
+
+    fields: dict[str, Any] = {
+        "batch_size": args.batch_size,
+        "workers": args.workers,
+        "factory": args.factory,
+        "memory_budget": args.memory_budget,
+        "progress": not args.no_progress,
+    }
+    if args.shard_size is not None:
+        fields["shard_size"] = args.shard_size
+    try:
+        return BuildOptions(**fields)
+    except ValueError as e:  # "batch_size must be …" → "--batch-size must be …"
+        message = str(e)
+        for name in ("batch_size", "workers", "shard_size"):
+            message = message.replace(name, "--" + name.replace("_", "-"))
+        fail(message)
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from indexer import build_index, live_version, update_index
+
+    opts = _build_options(args)
     if not Path(args.source).exists():
         fail(f"{args.source}: no such folder or manifest")
     if args.ray_address and args.engine != "ray":
         fail("--ray-address needs --engine ray")
     if args.engine == "ray" and args.backend != "torch":
         fail("--backend applies to the local engine; Ray workers run the model in PyTorch")
-    spec = args.model
-    if spec is None:  # update: the live version's model
-        spec = live_model_spec(args.index) or "starter"
-    enc = _encoder(spec, args.device, args.backend)
+    if args.mode == "update" and args.model is None and live_version(args.index):
+        enc = _index_encoder(args.index, args)
+    else:  # a build, an update with another model (re-encodes all), or a first update
+        enc = _load_encoder(args.model or "starter", args)
     run = build_index if args.mode == "build" else update_index
     if args.engine == "ray":
         run = _ray_runner(args)
     try:
-        report = run(
-            args.source,
-            args.index,
-            enc,
-            batch_size=args.batch_size,
-            workers=args.workers,
-            factory=args.factory,
-            memory_budget=args.memory_budget,
-            progress=not args.no_progress,
-            shard_size=args.shard_size,
-        )
+        report = run(args.source, args.index, enc, opts)
     except ValueError as e:
         fail(str(e))
     if args.json:
+        for w in report.warnings:
+            info(f"warning: {w}")
         emit_json(report.to_dict())
     else:
         for line in report.summary_lines():
@@ -226,80 +278,64 @@ def _ray_runner(args: argparse.Namespace):
         fail("--engine ray needs Ray: pip install 'clipsearch[distributed]'")
     from indexer.ray_engine import RayOptions, ray_build_index
 
-    opts = RayOptions(address=args.ray_address)
-    return functools.partial(ray_build_index, mode=args.mode, ray=opts)
-
-
-def _dir_size(path: Path) -> int:
-    return sum(p.stat().st_size for p in path.iterdir() if p.is_file())
+    return functools.partial(
+        ray_build_index, mode=args.mode, ray=RayOptions(address=args.ray_address)
+    )
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from indexer import live_version, open_index
-
-    v = open_index(args.index, version=args.version)
-    try:
-        m = v.manifest
-        versions = []
-        for d in sorted((Path(args.index) / "versions").iterdir()):
-            try:
-                vm = json.loads((d / "manifest.json").read_text())
-            except (OSError, ValueError):
-                vm = {}
-            versions.append(
-                {
-                    "version": d.name,
-                    "created_at": vm.get("created_at"),
-                    "count": vm.get("count"),
-                    "live": d.name == live_version(args.index),
-                    "size_bytes": _dir_size(d),
-                }
-            )
-        report = m.get("build_report", {})
-        data = {
-            "version": v.id,
-            "model": v.model_spec,
-            "fingerprint": v.fingerprint,
-            "count": v.count,
-            "dim": v.dim,
-            "metric": m.get("metric"),
-            "factory": v.factory,
-            "search_params": m.get("search_params", {}),
-            "recall_at_10": m.get("recall_at_10"),
-            "created_at": m.get("created_at"),
-            "root": m.get("root"),
-            "has_texts": v.has_texts,
-            "texts_count": m.get("texts_count", 0),
-            "skipped": len(report.get("skipped", [])),
-            "size_bytes": _dir_size(v.path),
-            "files": {k: f["size"] for k, f in m["files"].items()},
-            "versions": versions,
-        }
-    finally:
-        v.close()
+    data = _info_data(args.index, args.version)
     if args.json:
         emit_json(data)
         return 0
-    for key in (
-        "version",
-        "model",
-        "count",
-        "dim",
-        "factory",
-        "search_params",
-        "recall_at_10",
-        "created_at",
-        "root",
-        "texts_count",
-        "skipped",
-        "size_bytes",
-    ):
+    for key in INFO_KEYS:
         out(f"{key:14} {data[key]}")
     out("versions:")
-    for ver in versions:
+    for ver in data["versions"]:
         mark = "*" if ver["live"] else " "
         out(f" {mark} {ver['version']}  {ver['count']} items  {ver['size_bytes']:,} bytes")
     return 0
+
+
+def _info_data(index: str, version: str | None) -> dict[str, Any]:
+    """The `index info --json` object (DESIGN.md: version, model, count, dim, factory, …)."""
+    from indexer import list_versions, open_index
+    from indexer.layout import dir_size
+
+    v = open_index(index, version=version)
+    try:
+        m = v.manifest
+        return {
+            "version": v.id,
+            "model": m.model,
+            "backend": m.backend,
+            "fingerprint": m.fingerprint,
+            "count": m.count,
+            "dim": m.dim,
+            "metric": m.metric,
+            "factory": m.factory,
+            "search_params": m.search_params,
+            "recall_at_10": m.recall_at_10,
+            "created_at": m.created_at,
+            "root": m.root,
+            "has_texts": v.has_texts,
+            "texts_count": m.texts_count,
+            "skipped": len((m.build_report or {}).get("skipped", [])),
+            "size_bytes": dir_size(v.path),
+            "files": {name: f["size"] for name, f in m.files.items()},
+            "versions": [
+                {
+                    "version": x.version,
+                    "created_at": x.created_at,
+                    "count": x.count,
+                    "live": x.live,
+                    "size_bytes": x.size_bytes,
+                }
+                for x in list_versions(index)
+            ],  # fmt: skip
+        }
+    finally:
+        v.close()
 
 
 def cmd_texts(args: argparse.Namespace) -> int:
@@ -311,8 +347,9 @@ def cmd_texts(args: argparse.Namespace) -> int:
             texts = Path(args.file).read_text(encoding="utf-8").splitlines()
         except (OSError, UnicodeDecodeError) as e:
             fail(f"{args.file}: cannot read ({e})")
+    enc = _index_encoder(args.index, args)
     try:
-        version = add_texts(args.index, texts, args.model)
+        version = add_texts(args.index, texts, enc)
     except (ValueError, TypeError) as e:
         fail(str(e))
     out(version)
@@ -320,22 +357,21 @@ def cmd_texts(args: argparse.Namespace) -> int:
 
 
 def cmd_ondisk(args: argparse.Namespace) -> int:
-    from indexer.ondisk import make_ondisk_version
+    from indexer import encoder_for_index
+    from indexer.ondisk import OnDiskOptions, make_ondisk_version
+    from indexer.recall import recall_queries
 
-    for name in ("nlist", "shards", "workers"):
-        if getattr(args, name) is not None and getattr(args, name) < 1:
-            fail(f"--{name} must be ≥ 1")
     try:
+        opts = OnDiskOptions(
+            nlist=args.nlist, code=args.code, shards=args.shards, workers=args.workers
+        )
         manifest = make_ondisk_version(
-            args.index, nlist=args.nlist, code=args.code, shards=args.shards, workers=args.workers
+            args.index, lambda: recall_queries(encoder_for_index(args.index)), opts
         )
     except ValueError as e:
         fail(str(e))
-    info(
-        f"{manifest['factory']} on disk, {manifest['search_params']}, "
-        f"recall@10 {manifest['recall_at_10']}"
-    )
-    out(manifest["version"])
+    info(f"{manifest.factory} on disk, {manifest.search_params}, recall@10 {manifest.recall_at_10}")
+    out(manifest.version or "")
     return 0
 
 
@@ -349,20 +385,25 @@ def _parse_where(pairs: list[str]) -> dict[str, str]:
     return where
 
 
-def cmd_search(args: argparse.Namespace) -> int:
-    from indexer import open_index
-    from model import load_image
-
+def _check_search_args(args: argparse.Namespace) -> None:
     if (args.text is None) == (args.image is None):
         fail(
             'give either a query text or --image FILE, e.g. clipsearch search "a cat" --index idx/'
         )
-    if args.k < 1 or args.k > 10_000:
-        fail("-k must be between 1 and 10000")
+    if args.text is not None and not args.text.strip():
+        fail("the query text is empty")
+    if not 1 <= args.k <= MAX_K:
+        fail(f"-k must be between 1 and {MAX_K}")
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from indexer import open_index
+    from model import load_image
+
+    _check_search_args(args)
     where = _parse_where(args.where)
     image = load_image(args.image) if args.image else None
-    spec = args.model or open_index(args.index).model_spec
-    enc = _encoder(spec, args.device, args.backend)
+    enc = _index_encoder(args.index, args)
     v = open_index(args.index, expected_fingerprint=enc.fingerprint)
     try:
         q = enc.encode_images([image]) if image is not None else enc.encode_texts([args.text])
@@ -372,26 +413,32 @@ def cmd_search(args: argparse.Namespace) -> int:
                 for h in v.search_texts(q, args.k)[0]
             ]
         else:
-            try:
-                found = v.search(
-                    q,
-                    args.k,
-                    path_prefix=args.path_prefix,
-                    where=where or None,
-                    min_score=args.min_score,
-                )[0]
-            except ValueError as e:
-                fail(str(e))
-            hits = [_hit_json(h) for h in found]
+            hits = _search_images(v, q, args, where)
         result = {"hits": hits, "model": enc.spec, "index_version": v.id}
     finally:
         v.close()
+    if not hits:
+        info("no hits")
     if args.json:
         emit_json(result)
         return 0
     for rank, h in enumerate(hits, start=1):
         out(f"{rank:3}  {h['score']:.4f}  {h.get('path') or h.get('text')}")
     return 0
+
+
+def _search_images(v, q, args: argparse.Namespace, where: dict[str, str]) -> list[dict]:
+    """Hits as JSON objects; a filter that can match nothing gets a warning on stderr."""
+    try:
+        found = v.search(
+            q, args.k, path_prefix=args.path_prefix, where=where or None, min_score=args.min_score
+        )[0]
+    except ValueError as e:
+        fail(str(e))
+    if not found:
+        for w in v.filter_warnings(args.path_prefix, where):
+            info(f"warning: {w}")
+    return [_hit_json(h) for h in found]
 
 
 def _hit_json(h) -> dict:

@@ -10,16 +10,11 @@ import faiss
 import numpy as np
 import pytest
 
+from benchmarks._synthetic import GapSpace, publish_vectors
 from indexer import open_index
 from indexer._search import exact_rows
-from indexer.ondisk import (
-    IVFDATA,
-    build_ondisk_ivf,
-    make_ondisk_version,
-    publish_vectors,
-    read_ondisk_index,
-)
-from indexer.synthetic import GapSpace
+from indexer.ondisk import OnDiskOptions, build_ondisk_ivf, make_ondisk_version
+from indexer.ondisk_format import IVFDATA, read_ondisk_index
 
 N, DIM = 60_000, 64
 
@@ -45,10 +40,10 @@ def test_sharded_ondisk_version_is_served_mmapped_with_target_recall(flat_index,
     idx = tmp_path / "idx"
     shutil.copytree(flat_index, idx)
     q = space.text_queries(200)
-    manifest = make_ondisk_version(idx, nlist=128, shards=3, workers=2, queries=q)
-    assert manifest["ondisk"] is True and manifest["factory"] == "IVF128,Flat"
-    assert manifest["ondisk_build"]["shards"] == 3
-    assert manifest["recall_at_10"] >= 0.95
+    manifest = make_ondisk_version(idx, q, nlist=128, shards=3, workers=2)
+    assert manifest.ondisk is True and manifest.factory == "IVF128,Flat"
+    assert manifest.ondisk_build["shards"] == 3
+    assert manifest.recall_at_10 >= 0.95
 
     moved = tmp_path / "moved"  # the lists are found next to the index, wherever it lives now
     idx.rename(moved)
@@ -113,7 +108,8 @@ def test_service_serves_an_ondisk_index_and_reports_its_memory(tmp_path, starter
         dim,
         model=starter_encoder.spec,
         fingerprint=starter_encoder.fingerprint,
-        ondisk={"nlist": 64, "shards": 2, "workers": 2, "queries": space.text_queries(200)},
+        ondisk=OnDiskOptions(nlist=64, shards=2, workers=2),
+        queries=space.text_queries(200),
     )
     app = create_app(Settings(index=tmp_path / "idx", warmup=False), encoder=starter_encoder)
     with TestClient(app) as client:
@@ -162,6 +158,6 @@ def test_cli_converts_the_live_version_to_ondisk(tmp_path, starter_encoder):
     v = open_index(tmp_path / "idx")
     try:
         assert v.id == r.stdout.strip() and v.factory == "IVF32,Flat" and v.count == n
-        assert v.manifest["ondisk"] and (v.path / IVFDATA).is_file()
+        assert v.manifest.ondisk and (v.path / IVFDATA).is_file()
     finally:
         v.close()

@@ -162,7 +162,7 @@ def test_ray_build_on_a_two_node_cluster_equals_the_local_build(
 
 
 def test_ray_update_encodes_only_new_files(ray_cluster, photos_dir, starter_encoder, tmp_path):
-    from indexer import open_index
+    from indexer import encoder_for_index, open_index
     from indexer.ray_engine import RayOptions, ray_build_index
 
     corpus = tmp_path / "corpus"
@@ -174,7 +174,8 @@ def test_ray_update_encodes_only_new_files(ray_cluster, photos_dir, starter_enco
     (corpus / "coffee.jpg").write_bytes((corpus / "astronaut.jpg").read_bytes())  # changed
     with Image.open(corpus / "camera.jpg") as img:
         img.transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(corpus / "camera-flipped.jpg")
-    r = ray_build_index(corpus, tmp_path / "idx", None, mode="update", ray=opts, progress=False)
+    enc = encoder_for_index(tmp_path / "idx", device="cpu")  # the live version's model
+    r = ray_build_index(corpus, tmp_path / "idx", enc, mode="update", ray=opts, progress=False)
     assert r.encoded == 1  # only the new content; the others are in the previous version
     assert (r.renamed, r.changed, r.added) == (1, 1, 2)
     v = open_index(tmp_path / "idx")

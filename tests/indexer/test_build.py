@@ -76,7 +76,7 @@ def test_cli_search_by_image_and_info(built, corpus):
     r = cli("search", "--image", str(corpus / "rocket.jpg"), "--index", str(idx), "-k", "1")
     assert r.returncode == 0, r.stderr
     assert r.stdout.split()[2] == "rocket.jpg"
-    r = cli("index", "info", str(idx), "--json")
+    r = cli("index", "info", "--index", str(idx), "--json")
     assert r.returncode == 0, r.stderr
     data = json.loads(r.stdout)
     assert data["count"] == 10 and data["factory"] == "Flat" and data["recall_at_10"] == 1.0
@@ -173,9 +173,9 @@ def test_factory_override_is_tuned_with_text_queries(photos_dir, tmp_path, start
     v = open_index(tmp_path / "idx")
     try:
         m = v.manifest
-        assert v.factory == "HNSW16" and m["rerank"] and not m["exact"]
-        assert "efSearch" in m["search_params"] and m["recall_queries"] > 100
-        assert report.recall_at_10 == m["recall_at_10"] >= 0.95
+        assert v.factory == "HNSW16" and m.rerank and not m.exact
+        assert "efSearch" in m.search_params and m.recall_queries > 100
+        assert report.recall_at_10 == m.recall_at_10 >= 0.95
         hits = v.search(starter_encoder.encode_texts(["a cup of coffee"]), 3)[0]
         assert hits[0].item.path == "coffee.jpg" and len(hits) == 3
     finally:

@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from benchmarks._synthetic import GapSpace
 from indexer._search import as_f32, exact_rows
 from indexer.faiss_build import PreadRows, build_faiss, choose_factory, parse_size, searcher_for
 from indexer.store import VectorWriter
-from indexer.synthetic import GapSpace
 
 GiB = 1 << 30
 

@@ -70,7 +70,7 @@ def test_texts_corpus_and_cli_update(photos_dir, tmp_path, starter_encoder):
     assert live_version(idx) == version != old
     v = open_index(idx)
     try:
-        assert v.has_texts and v.manifest["texts_count"] == 3
+        assert v.has_texts and v.manifest.texts_count == 3
         coffee = next(i for i in range(v.count) if v.get_item(i).path == "coffee.jpg")
         hits = v.search_texts(v.get_vector(coffee)[None, :], 2)[0]
         assert hits[0].text == "a cup of coffee" and len(hits) == 2

@@ -37,10 +37,10 @@ def test_trained_checkpoint_indexes_searches_and_serves(tmp_path, small_shapes_d
     for p in held.images:
         shutil.copy(p, corpus)
     index_dir = tmp_path / "index"
-    report = build_index(corpus, index_dir, str(ckpt), progress=False, workers=0)
+    enc = load_encoder(str(ckpt), device="cpu")
+    report = build_index(corpus, index_dir, enc, progress=False, workers=0)
     assert report is not None
 
-    enc = load_encoder(str(ckpt), device="cpu")
     index = open_index(index_dir, expected_fingerprint=enc.fingerprint)
     hits = index.search(enc.encode_texts([held.captions[0]]), k=5)[0]
     assert len(hits) == 5 and all(-1.0 <= h.score <= 1.0 for h in hits)

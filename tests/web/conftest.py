@@ -38,34 +38,29 @@ def web_corpus(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def web_index(web_corpus, tmp_path_factory) -> Path:
     from indexer import add_texts, build_index
+    from model import load_encoder
 
     index = tmp_path_factory.mktemp("web_index")
-    build_index(web_corpus / "manifest.csv", index, "starter", progress=False)
-    add_texts(index, None)
+    encoder = load_encoder("starter", device="cpu")
+    build_index(web_corpus / "manifest.csv", index, encoder, progress=False)
+    add_texts(index, None, encoder)
     return index
 
 
-@pytest.fixture(scope="session")
-def server_url(web_index, tmp_path_factory):
+WEB_API_KEY = "web-page-key-0123456789"
+
+
+def _serve(index: Path, log: Path, env: dict | None = None):
+    """Start `clipsearch serve` on a free port; yield its URL once ready; stop it after."""
     port = _free_port()
-    log = tmp_path_factory.mktemp("server") / "serve.log"
     with open(log, "w") as fh:
         proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "app.cli",
-                "serve",
-                "--index",
-                str(web_index),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-            ],
+            [sys.executable, "-m", "app.cli", "serve", "--index", str(index),
+             "--host", "127.0.0.1", "--port", str(port)],
             stdout=fh,
             stderr=subprocess.STDOUT,
-        )
+            env={**os.environ, "CLIPSEARCH_API_KEY": "", **(env or {})},
+        )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 180
     try:
@@ -87,6 +82,18 @@ def server_url(web_index, tmp_path_factory):
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@pytest.fixture(scope="session")
+def server_url(web_index, tmp_path_factory):
+    yield from _serve(web_index, tmp_path_factory.mktemp("server") / "serve.log")
+
+
+@pytest.fixture(scope="session")
+def keyed_server_url(web_index, tmp_path_factory):
+    """The same index served with an API key configured (CLIPSEARCH_API_KEY)."""
+    log = tmp_path_factory.mktemp("keyed_server") / "serve.log"
+    yield from _serve(web_index, log, {"CLIPSEARCH_API_KEY": WEB_API_KEY})
 
 
 @pytest.fixture(scope="session")
