@@ -6,8 +6,9 @@ importing torch (the build pipeline needs it; opening and searching an index doe
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from model._lazy import lazy_getattr
 
 _EXPORTS = {
     "MAX_K": "types",
@@ -34,31 +35,7 @@ _EXPORTS = {
     "update_index": "pipeline",
     "add_texts": "texts",
 }
-__all__ = [
-    "MAX_K",
-    "BuildOptions",
-    "BuildReport",
-    "Hit",
-    "IndexBusyError",
-    "IndexOpenError",
-    "IndexVersion",
-    "Item",
-    "Manifest",
-    "ModelMismatchError",
-    "Skip",
-    "SourceError",
-    "TextHit",
-    "VersionInfo",
-    "add_texts",
-    "build_index",
-    "check_model",
-    "encoder_for_index",
-    "list_versions",
-    "live_version",
-    "open_index",
-    "read_manifest",
-    "update_index",
-]
+__all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:
     from .errors import IndexBusyError, IndexOpenError, ModelMismatchError, SourceError
@@ -73,10 +50,4 @@ if TYPE_CHECKING:
     from .types import MAX_K, Hit, Item, TextHit
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'indexer' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _EXPORTS, globals())

@@ -6,8 +6,9 @@ Exports resolve lazily, so `import model` (or `model.backends`, `model.errors`,
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from ._lazy import lazy_getattr
 
 _EXPORTS = {
     "BACKENDS": "backends",
@@ -27,24 +28,7 @@ _EXPORTS = {
     "build_transform": "preprocess",
     "load_image": "preprocess",
 }
-__all__ = [
-    "BACKENDS",
-    "CheckpointError",
-    "ClipsearchError",
-    "DualEncoderConfig",
-    "Encoder",
-    "ImageLoadError",
-    "ImageTowerConfig",
-    "ModelSpecError",
-    "PreprocessConfig",
-    "SPEC_FORMS",
-    "TextSettings",
-    "TextTowerConfig",
-    "build_transform",
-    "load_encoder",
-    "load_image",
-    "parse_spec",
-]
+__all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:
     from .backends import BACKENDS
@@ -55,10 +39,4 @@ if TYPE_CHECKING:
     from .preprocess import build_transform, load_image
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'model' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _EXPORTS, globals())

@@ -7,8 +7,9 @@ training-only dependencies stay out of the serving import graph. Exports resolve
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from .._lazy import lazy_getattr
 
 _EXPORTS = {
     "ConfigError": "config",
@@ -21,17 +22,7 @@ _EXPORTS = {
     "TrainResult": "loop",
     "train": "loop",
 }
-__all__ = [
-    "ConfigError",
-    "DataError",
-    "PairData",
-    "TrainConfig",
-    "TrainResult",
-    "evaluate",
-    "load_pairs",
-    "make_config",
-    "train",
-]
+__all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:
     from .config import ConfigError, TrainConfig, make_config
@@ -40,10 +31,4 @@ if TYPE_CHECKING:
     from .loop import TrainResult, train
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'model.train' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _EXPORTS, globals())
