@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import math
-import warnings
 from pathlib import Path
 from typing import BinaryIO
 
@@ -15,10 +14,14 @@ from torchvision import transforms as T
 
 from .config import PreprocessConfig
 from .errors import ImageLoadError
+from .limits import DEFAULT_MAX_PIXELS
 
 # Pillow format names we accept; anything else is refused before pixels are decoded.
 ALLOWED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP", "GIF", "BMP", "TIFF"})
-DEFAULT_MAX_PIXELS = 100_000_000  # 100 MP: far above any photo, far below a decompression bomb
+
+# The caller's cap, checked on the header (_check_header), is the one gate: Pillow's own global
+# guard would refuse at another size, with another message, below a larger configured cap.
+Image.MAX_IMAGE_PIXELS = None
 
 _INTERPOLATION = {
     "bicubic": T.InterpolationMode.BICUBIC,
@@ -47,14 +50,12 @@ def load_image(
             raise ImageLoadError("the image is empty (0 bytes)", code="empty_image")
         source = io.BytesIO(source)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(source)
-            _check_header(img, name, max_pixels)
-            if min_size and img.format in ("JPEG", "MPO"):
-                img.draft(img.mode, (min_size, min_size))
-            img.load()  # first frame only for GIF/animated WebP
-            img = ImageOps.exif_transpose(img)
+        img = Image.open(source)
+        _check_header(img, name, max_pixels)
+        if min_size and img.format in ("JPEG", "MPO"):
+            img.draft(img.mode, (min_size, min_size))
+        img.load()  # first frame only for GIF/animated WebP
+        img = ImageOps.exif_transpose(img)
     except ImageLoadError:
         raise
     except FileNotFoundError as e:
@@ -68,8 +69,6 @@ def load_image(
             f"{name}: not a supported image (allowed: {', '.join(sorted(ALLOWED_FORMATS))})",
             code="unsupported_image_format",
         ) from e
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise ImageLoadError(f"{name}: {e}", code="image_too_large") from e
     except (OSError, SyntaxError, ValueError, EOFError) as e:
         raise ImageLoadError(f"{name}: truncated or corrupt image ({e})") from e
     return to_rgb(img)
