@@ -20,8 +20,12 @@ CPU_IMAGE_BATCH = 8  # measured best per image for the starter's tower on 1–2 
 
 SPEC_FORMS = (
     "'starter' (the offline default), 'hf:<hub id or local dir>' "
-    "(e.g. hf:openai/clip-vit-base-patch32), or the path of a clipsearch checkpoint directory"
+    "(e.g. hf:openai/clip-vit-base-patch32), 'open_clip:ARCH/TAG' "
+    "(e.g. open_clip:ViT-B-32/laion2b_s34b_b79k), 'open_clip:hf-hub:ORG/REPO', "
+    "'open_clip:local-dir:DIR', an OpenAI name (ViT-B/32, ViT-L/14@336px, RN50, ...), "
+    "or the path of a clipsearch checkpoint directory; `clipsearch model list` shows the names"
 )
+OPEN_CLIP_PREFIX = "open_clip:"
 
 
 def load_encoder(
@@ -81,6 +85,10 @@ def _device_for(backend: str, device: str | torch.device | None) -> torch.device
 def _load_weights(kind: str, ref: str) -> tuple[Any, Any, PreprocessConfig, dict, dict]:
     """(module, tokenizer, preprocess config, text settings, fingerprint meta) of one spec."""
     if kind == "hf":
+        from .open_clip_models import hf_as_open_clip
+
+        if open_clip_ref := hf_as_open_clip(ref):
+            return _load_weights("open_clip", open_clip_ref)
         from .hf_clip import load_hf
 
         module, tokenizer, pre, text = load_hf(ref)
@@ -91,6 +99,10 @@ def _load_weights(kind: str, ref: str) -> tuple[Any, Any, PreprocessConfig, dict
             "text": text,
         }
         return module, tokenizer, pre, text, meta
+    if kind == "open_clip":
+        from .open_clip_models import load_weights, parse_source
+
+        return load_weights(parse_source(ref))
     if kind == "starter":
         from .starter import ensure_starter
 
@@ -109,18 +121,25 @@ def _load_weights(kind: str, ref: str) -> tuple[Any, Any, PreprocessConfig, dict
 
 
 def absolute_spec(spec: str) -> str:
-    """The spec with a relative checkpoint directory (or `hf:` local directory) made absolute;
-    'starter' and hub ids unchanged. Raises ModelSpecError for a spec that names no model."""
+    """The spec with a relative directory (a checkpoint, an open_clip dir, `hf:` or
+    `open_clip:local-dir:`) made absolute; names and hub ids unchanged. Raises ModelSpecError
+    for a spec that names no model."""
     kind, ref = parse_spec(spec)
-    if kind == "checkpoint":
-        return str(Path(ref).resolve())
+    spec = spec.strip()
+    if kind == "open_clip" and spec.startswith(OPEN_CLIP_PREFIX) and ref.startswith("local-dir:"):
+        return OPEN_CLIP_PREFIX + ref  # parse_spec resolved the directory
+    if kind in ("checkpoint", "open_clip") and Path(spec).expanduser().is_dir():
+        return str(Path(spec).expanduser().resolve())
     if kind == "hf" and Path(ref).expanduser().is_dir():  # a local dir wins over a hub id
         return "hf:" + str(Path(ref).expanduser().resolve())
-    return spec.strip()
+    return spec
 
 
 def parse_spec(spec: str) -> tuple[str, str]:
-    """'starter' | 'hf:<ref>' | '<checkpoint dir>' → (kind, ref); anything else is a clear error."""
+    """A spec → (kind, ref): 'starter' | 'hf:<ref>' | 'open_clip:<ref>' | an OpenAI name |
+    '<checkpoint dir>' | '<open_clip dir>'; anything else is a clear error. For the open_clip
+    family, ref is what model.open_clip_models.parse_source takes (ARCH/TAG, hf-hub:…,
+    local-dir:<absolute dir>)."""
     if not isinstance(spec, str) or not spec.strip():
         raise ModelSpecError(f"empty model spec; use {SPEC_FORMS}")
     spec = spec.strip()
@@ -131,9 +150,24 @@ def parse_spec(spec: str) -> tuple[str, str]:
         if not ref:
             raise ModelSpecError(f"'hf:' needs a hub id or a local directory; use {SPEC_FORMS}")
         return "hf", ref
+    if spec.startswith(OPEN_CLIP_PREFIX):
+        from .open_clip_models import parse_source
+
+        return "open_clip", parse_source(spec[len(OPEN_CLIP_PREFIX) :]).ref
     path = Path(spec).expanduser()
     if is_checkpoint_dir(path):
         return "checkpoint", str(path)
+    return _parse_other(spec, path)
+
+
+def _parse_other(spec: str, path: Path) -> tuple[str, str]:
+    """An open_clip directory, an OpenAI name, or a clear error."""
+    from .open_clip_models import CONFIG_FILE, looks_like_openai_name, openai_source
+
+    if (path / CONFIG_FILE).is_file():
+        return "open_clip", f"local-dir:{path.resolve()}"
+    if looks_like_openai_name(spec) and not path.exists():
+        return "open_clip", openai_source(spec).ref
     if (path / "config.json").is_file():
         raise ModelSpecError(
             f"{spec} looks like a Hugging Face model directory; load it as 'hf:{spec}'"

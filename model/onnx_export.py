@@ -8,6 +8,7 @@ from the weights already loaded.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import tempfile
@@ -135,7 +136,7 @@ def export_towers(enc: Encoder, out_dir: str | Path) -> OnnxTowers:
     # two texts of different lengths, so the traced graph includes the padding path
     tokens = enc.tokenize(["a photo", "a photo of a cat sitting on a red chair"])
     towers = OnnxTowers(out / IMAGE_FILE, out / TEXT_FILE)
-    with warnings.catch_warnings(), torch.no_grad():
+    with warnings.catch_warnings(), torch.no_grad(), _no_mha_fastpath():
         # The TorchScript exporter is deprecated in favour of the torch.export one, but in torch
         # 2.14 the latter took 5× longer on the starter and wrote an invalid text graph
         # (duplicate output name); the traced graphs here are checked for parity in the tests.
@@ -166,6 +167,19 @@ def export_towers(enc: Encoder, out_dir: str | Path) -> OnnxTowers:
         )
     log.info("exported %s to %s", enc.spec, out)
     return towers
+
+
+@contextlib.contextmanager
+def _no_mha_fastpath():
+    """nn.MultiheadAttention's inference fast path (`_native_multi_head_attention`, taken e.g. by
+    open_clip's unmasked SigLIP text tower) has no ONNX export; the regular path gives the same
+    values."""
+    enabled = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        yield
+    finally:
+        torch.backends.mha.set_fastpath_enabled(enabled)
 
 
 def quantize_towers(fp32: OnnxTowers, out_dir: str | Path) -> OnnxTowers:

@@ -80,11 +80,15 @@ def starter_config(text_hf_config: dict) -> DualEncoderConfig:
         text=TextTowerConfig(
             hf_config=text_hf_config, pooling="mean", head="none", max_length=TEXT_MAX_LENGTH
         ),
-        # timm's eval transform for efficientnet_lite0 (ImageNet mean/std, bicubic, crop 0.875)
-        preprocess=PreprocessConfig(size=224, crop_pct=0.875, interpolation="bicubic"),
+        preprocess=starter_preprocess(),
         embed_dim=EMBED_DIM,
         init_logit_scale=STARTER_LOGIT_SCALE,
     )
+
+
+def starter_preprocess() -> PreprocessConfig:
+    """timm's eval transform for efficientnet_lite0 (ImageNet mean/std, bicubic, crop 0.875)."""
+    return PreprocessConfig(size=224, crop_pct=0.875, interpolation="bicubic")
 
 
 def build_starter(out_dir: str | Path, progress: Callable[[str], None] | None = None) -> Path:

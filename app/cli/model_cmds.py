@@ -8,7 +8,11 @@ from model.backends import BACKENDS, DEFAULT_BACKEND
 
 from ._output import bar, emit_json, fail, info, out
 
-MODEL_HELP = "model spec: starter (default), hf:<hub id or dir>, or a checkpoint dir"
+MODEL_HELP = (
+    "model spec: starter (default), an OpenAI name (ViT-B/32, RN50, ...), open_clip:ARCH/TAG, "
+    "open_clip:hf-hub:ORG/REPO, open_clip:local-dir:DIR, hf:<hub id or dir>, or a model dir; "
+    "`clipsearch model list` shows the names"
+)
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
@@ -35,12 +39,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         formatter_class=fmt,
         epilog="examples:\n  clipsearch model starter\n"
         "  clipsearch model starter --out models/starter\n"
+        "  clipsearch model list --family openai\n"
+        "  clipsearch model list --json\n"
+        "  clipsearch model info --model ViT-B/32\n"
         "  clipsearch model info --model hf:openai/clip-vit-base-patch32",
     )
     msub = m.add_subparsers(dest="model_command", metavar="ACTION", required=True)
     s = msub.add_parser("starter", help="build the offline starter model checkpoint")
     s.add_argument("--out", default=None, help="directory to write (default: the model cache)")
     s.set_defaults(func=cmd_model_starter)
+    ls = msub.add_parser("list", help="every known model name with its family, width, image size")
+    ls.add_argument("--family", default=None, help="only this family (starter, openai, open_clip)")
+    ls.add_argument("--json", action="store_true", help='print {"models": [...]}')
+    ls.add_argument("--markdown", action="store_true", help="a Markdown table (docs/models.md)")
+    ls.set_defaults(func=cmd_model_list)
     i = msub.add_parser("info", help="load a model and show its dim, temperature, fingerprint")
     add_model_args(i)
     i.add_argument("--json", action="store_true", help="machine-readable output")
@@ -94,6 +106,29 @@ def cmd_model_starter(args: argparse.Namespace) -> int:
 
     path = build_starter(args.out, progress=info) if args.out else ensure_starter()
     out(str(path))
+    return 0
+
+
+def cmd_model_list(args: argparse.Namespace) -> int:
+    from model.names import known_models
+
+    every = known_models()
+    rows = [m for m in every if args.family in (None, m.family)]
+    if not rows:
+        families = ", ".join(dict.fromkeys(m.family for m in every))
+        fail(f"no models in family {args.family!r} (families: {families})")
+    if args.json:
+        emit_json({"models": [m.to_dict() for m in rows]})
+        return 0
+    if args.markdown:
+        out("| name | family | embedding width | image size |\n| --- | --- | ---: | ---: |")
+        for m in rows:
+            out(f"| `{m.name}` | {m.family} | {m.embed_dim or '?'} | {m.image_size or '?'} |")
+        return 0
+    width = max(len(m.name) for m in rows)
+    out(f"{'name':<{width}}  {'family':<9}  {'dim':>5}  {'image':>5}")
+    for m in rows:
+        out(f"{m.name:<{width}}  {m.family:<9}  {m.embed_dim or '?':>5}  {m.image_size or '?':>5}")
     return 0
 
 

@@ -25,12 +25,17 @@ def _register_train(sub: argparse._SubParsersAction) -> None:
         epilog="examples:\n"
         "  clipsearch data shapes --out data/shapes --n 2000\n"
         "  clipsearch train --train data/shapes/train.csv --val data/shapes/heldout.csv \\\n"
+        "      --out runs/tiny --model-config tiny --epochs 10 --lr 2e-3\n"
+        "  clipsearch train --train data/shapes/train.csv --val data/shapes/heldout.csv \\\n"
         "      --out runs/shapes --init starter --image-head linear --lock-image --steps 300\n"
+        "  clipsearch train --train captions.csv --out runs/lit --init ViT-B/32 --lock-image \\\n"
+        "      --lr 1e-5 --epochs 2\n"
         "  clipsearch train --train captions.csv --out runs/ft \\\n"
         "      --init hf:openai/clip-vit-base-patch32 --lr 1e-5 --batch-size 256 --accum-steps 4\n"
         "  clipsearch train --config run.yaml --out runs/ft --resume\n"
         "  torchrun --nproc_per_node 2 -m app.cli train --config run.yaml --out runs/ddp\n"
-        "values given on the command line override those in --config",
+        "values given on the command line override those in --config; an --out that already\n"
+        "holds a model is refused unless --resume or --overwrite is given",
     )
     t.add_argument("--config", help="a JSON or YAML file of training options (keys as below)")
     t.add_argument(
@@ -53,10 +58,20 @@ def _register_eval(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n"
         "  clipsearch eval --model runs/shapes --data data/shapes/heldout.csv\n"
-        "  clipsearch eval --model hf:openai/clip-vit-base-patch32 --data val.jsonl --json",
+        "  clipsearch eval --model hf:openai/clip-vit-base-patch32 --data val.jsonl --json\n"
+        "  clipsearch eval --model ViT-B/32 --data flickr30k/dataset_flickr30k.json --split test\n"
+        "  clipsearch eval --model ViT-B/32 --data coco/annotations/captions_val2017.json",
     )
     e.add_argument("--model", default="starter", metavar="SPEC", help=MODEL_HELP)
-    e.add_argument("--data", required=True, help="manifest, folder or .tar shards")
+    e.add_argument(
+        "--data",
+        required=True,
+        help="manifest, folder, .tar shards, or a caption dataset as it comes: COCO "
+        "captions_*.json, Flickr30k results.csv, Flickr8k captions.txt, Karpathy dataset_*.json",
+    )
+    e.add_argument(
+        "--split", default=None, help="Karpathy split files: train, val, test (default: test)"
+    )
     e.add_argument("--batch-size", type=int, default=64)
     e.add_argument("--device", default=None, help="cpu, cuda … (default: CUDA if present)")
     e.add_argument("--json", action="store_true", help='print {"t2i": {...}, "i2t": {...}, ...}')
@@ -146,9 +161,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from model import load_encoder
     from model.train.data import load_pairs
+    from model.train.datasets import split_for
     from model.train.evaluate import evaluate
 
-    data = load_pairs(args.data)  # before the model: bad data fails fast
+    data = load_pairs(args.data, split_for(args.data, args.split, "test"))  # fails fast
     try:
         enc = load_encoder(args.model, device=args.device)
     except ValueError as e:

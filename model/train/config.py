@@ -13,6 +13,8 @@ from typing import Any
 
 from ..errors import ClipsearchError
 
+DEFAULT_STEPS = 1000
+
 
 class ConfigError(ClipsearchError, ValueError):
     code = "invalid_train_config"
@@ -30,12 +32,22 @@ class TrainConfig:
     train: str = knob("", "manifest (.csv/.tsv/.jsonl), folder of x.jpg + x.txt, or .tar shards")
     val: str | None = knob(None, "validation data (same formats): Recall@K during training")
     out: str = knob("", "output directory: final model, train_state/, metrics.csv")
+    train_split: str | None = knob(None, "Karpathy split file --train: its split (default: train)")
+    val_split: str | None = knob(None, "Karpathy split file --val: its split (default: val)")
     # -- initialisation
-    init: str = knob("scratch", "scratch | starter | hf:<hub id or dir> | <checkpoint dir>")
-    image_tower: str = knob("vit_base_patch32_224", "scratch: timm model name")
-    text_tower: str = knob("bert-base-uncased", "scratch: transformers id/dir (config + tokenizer)")
+    init: str = knob(
+        "scratch",
+        "scratch | starter | an OpenAI name (ViT-B/32, RN50, ...) | open_clip:ARCH/TAG | "
+        "open_clip:hf-hub:ORG/REPO | open_clip:local-dir:DIR | hf:<hub id or dir> | <model dir>",
+    )
+    model_config: str = knob(
+        "base", "scratch: a preset (tiny, small, base; model/presets/) or a DualEncoderConfig JSON"
+    )
+    image_tower: str | None = knob(None, "scratch: a timm model name instead of --model-config")
+    text_tower: str | None = knob(
+        None, "scratch: a transformers id/dir (config + tokenizer) instead of --model-config"
+    )
     pretrained_towers: bool = knob(False, "scratch: start the towers from pretrained weights")
-    model_config: str | None = knob(None, "scratch: a DualEncoderConfig JSON instead of the towers")
     tokenizer: str | None = knob(None, "tokenizer dir/id (default: the text tower's)")
     embed_dim: int = knob(512, "scratch: shared embedding width")
     image_head: str = knob(
@@ -44,7 +56,8 @@ class TrainConfig:
     # -- objective
     loss: str = knob("infonce", "infonce | siglip")
     # -- optimisation (by steps; batch_size is global: all ranks × all accumulation chunks)
-    steps: int = knob(1000, "optimizer steps")
+    steps: int | None = knob(None, "optimizer steps (default: 1000, or from --epochs)")
+    epochs: float | None = knob(None, "passes over the training rows instead of --steps")
     batch_size: int = knob(64, "global batch (all processes, all accumulation chunks)")
     accum_steps: int = knob(1, "chunks per batch; negatives stay full-batch")
     lr: float = knob(5e-4, "peak learning rate")
@@ -64,6 +77,7 @@ class TrainConfig:
     lock_text: bool = knob(False, "freeze the text tower's trunk")
     lock_text_unlocked_layers: int = knob(0, "leave this many last text layers trainable")
     # -- run
+    overwrite: bool = knob(False, "replace the model already in --out (default: refuse)")
     seed: int = knob(0, "seed for initialisation, data order and dropout")
     workers: int = knob(2, "DataLoader worker processes")
     device: str | None = knob(None, "cpu, cuda … (default: CUDA if present, per local rank)")
@@ -83,8 +97,12 @@ class TrainConfig:
             raise ConfigError("no training data: give --train DATA")
         if not self.out:
             raise ConfigError("no output directory: give --out DIR")
+        if self.steps is not None and self.epochs is not None:
+            raise ConfigError("give --steps or --epochs, not both")
+        if self.epochs is not None and self.epochs <= 0:
+            raise ConfigError(f"epochs must be > 0, got {self.epochs}")
         for name in ("steps", "batch_size", "accum_steps", "log_every", "keep_checkpoints"):
-            if getattr(self, name) < 1:
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.batch_size % self.accum_steps:
             raise ConfigError(
@@ -99,6 +117,18 @@ class TrainConfig:
         if self.lr <= 0 or self.warmup_steps < 0:
             raise ConfigError("lr must be > 0 and warmup_steps >= 0")
         return self
+
+    def with_data_size(self, rows: int) -> TrainConfig:
+        """The config with `steps` fixed: as given, from `epochs` × full batches per pass over
+        `rows` (the sampler drops a ragged tail), or DEFAULT_STEPS."""
+        if self.steps is not None:
+            return self
+        if self.epochs is None:
+            return dataclasses.replace(self, steps=DEFAULT_STEPS)
+        per_epoch = rows // self.batch_size
+        if per_epoch < 1:
+            raise ConfigError(f"batch_size {self.batch_size} is larger than the data ({rows} rows)")
+        return dataclasses.replace(self, steps=max(1, round(self.epochs * per_epoch)))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -150,5 +180,9 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
 def make_config(file: str | None = None, **overrides: Any) -> TrainConfig:
     """Defaults < config file < overrides (None values in overrides mean 'not given')."""
     d: dict[str, Any] = load_config_file(file) if file else {}
-    d.update({k: v for k, v in overrides.items() if v is not None})
+    given = {k: v for k, v in overrides.items() if v is not None}
+    for a, b in (("steps", "epochs"), ("epochs", "steps")):
+        if a in given and b not in given:
+            d.pop(b, None)  # --epochs on the command line replaces the file's steps (and back)
+    d.update(given)
     return TrainConfig.from_dict(d)

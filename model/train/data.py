@@ -18,8 +18,9 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from ..errors import ClipsearchError, ImageLoadError
+from ..errors import ImageLoadError
 from ..preprocess import load_image
+from .datasets import DataError, read_rows, sniff
 
 log = logging.getLogger(__name__)
 
@@ -27,12 +28,6 @@ IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff")
 CAPTION_EXTS = (".txt", ".caption", ".cap")
 IMAGE_KEYS = ("image", "path", "filepath", "file", "img")
 CAPTION_KEYS = ("caption", "text", "title")
-
-
-class DataError(ClipsearchError, ValueError):
-    """A data source that cannot be read at all (single bad rows are skipped instead)."""
-
-    code = "invalid_training_data"
 
 
 @dataclass(frozen=True)
@@ -75,11 +70,19 @@ class PairData:
         self.labels.append(label)
 
 
-def load_pairs(source: str | Path) -> PairData:
-    """Scan a manifest (.csv/.tsv/.jsonl), a folder, or WebDataset shards (.tar, a directory of
-    .tar files, a glob or a brace range like shards-{000..009}.tar) into rows."""
+def load_pairs(source: str | Path, split: str | None = None) -> PairData:
+    """Scan a manifest (.csv/.tsv/.jsonl), a folder, WebDataset shards (.tar, a directory of
+    .tar files, a glob or a brace range like shards-{000..009}.tar), or a caption dataset as it
+    comes (COCO, Flickr30k/8k, a Karpathy split file: model/train/datasets.py) into rows.
+    `split` chooses the part of a Karpathy file (train = train + restval, val, test)."""
     src = str(source)
-    if "{" in src or any(c in src for c in "*?[") or src.endswith(".tar"):
+    path = Path(src)
+    layout = _dataset_layout(path)
+    if split is not None and layout is None:
+        raise DataError(f"{src}: --split {split} is for Karpathy split files (dataset_*.json)")
+    if layout is not None:
+        data = _load_dataset(path, layout, split)
+    elif "{" in src or any(c in src for c in "*?[") or src.endswith(".tar"):
         shards = _expand_shards(src)
         data = _load_tars(shards)
     else:
@@ -104,6 +107,23 @@ def load_pairs(source: str | Path) -> PairData:
         raise DataError(f"{src}: no usable image–caption pairs ({reasons})")
     if data.skipped:
         log.warning("%s: skipped %d rows (%s)", src, sum(data.skipped.values()), dict(data.skipped))
+    return data
+
+
+def _dataset_layout(path: Path) -> str | None:
+    return sniff(path) if path.is_file() else None
+
+
+def _load_dataset(path: Path, layout: str, split: str | None) -> PairData:
+    data, ids = PairData(), {}
+    for image, caption in read_rows(path, layout, split):
+        caption = caption.strip()
+        if not caption:
+            data.skipped["empty_caption"] += 1
+        elif not image.is_file():
+            data.skipped["image_not_found"] += 1
+        else:
+            data.add(str(image), caption, None, ids)
     return data
 
 

@@ -42,6 +42,8 @@ def layer_groups(trunk: nn.Module) -> list[list[str]]:
 
 def lock_tower(tm: TrainModel, tower: str, unlocked: int = 0) -> int:
     """Freeze `tower`'s trunk but its last `unlocked` groups; returns the frozen tensor count."""
+    if tm.family == "open_clip":
+        return _lock_open_clip(tm, tower, unlocked)
     trunk = tm.trunk(tower)
     groups = layer_groups(trunk)
     if unlocked < 0 or unlocked > len(groups):
@@ -50,6 +52,20 @@ def lock_tower(tm: TrainModel, tower: str, unlocked: int = 0) -> int:
     for n in frozen:
         trunk.get_parameter(n).requires_grad_(False)
     log.info("locked %s tower: %d of %d groups frozen", tower, len(groups) - unlocked, len(groups))
+    return len(frozen)
+
+
+def _lock_open_clip(tm: TrainModel, tower: str, unlocked: int) -> int:
+    """open_clip's own LiT locking (lock_image_tower / lock_text_tower), as open_clip_train
+    does it: the whole tower, projection included, but its last `unlocked` groups/layers."""
+    model = tm.module.model
+    before = {n for n, p in model.named_parameters() if not p.requires_grad}
+    if tower == "image":
+        model.lock_image_tower(unlocked_groups=unlocked, freeze_bn_stats=True)
+    else:
+        model.lock_text_tower(unlocked_layers=unlocked)
+    frozen = {n for n, p in model.named_parameters() if not p.requires_grad} - before
+    log.info("locked the open_clip %s tower: %d tensors frozen", tower, len(frozen))
     return len(frozen)
 
 

@@ -6,6 +6,7 @@ import contextlib
 import json
 import logging
 import math
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from torch.utils.data import DataLoader
 from ..device import resolve_device
 from .config import ConfigError, TrainConfig
 from .data import PairDataset, StepBatchSampler, collate, load_pairs
+from .datasets import split_for
 from .distributed import (
     DistInfo,
     all_gather_objects,
@@ -94,8 +96,11 @@ class LossParams(nn.Module):
 def train(cfg: TrainConfig, resume: bool | str = False) -> TrainResult:
     """Run (or continue, with resume=True or a state file) a training job described by cfg."""
     cfg.validate()
+    replacing = refuse_to_overwrite(Path(cfg.out), resume, cfg.overwrite)
     device = resolve_device(cfg.device)
     info = init_distributed(device)
+    if replacing and info.is_main:  # the old run's step states must not be resumed into this one
+        shutil.rmtree(Path(cfg.out) / "train_state", ignore_errors=True)
     device = local_device(device)
     result = _train(cfg, resume, device, info)
     barrier(info)  # rank 0 saves and evaluates last; everyone leaves together
@@ -133,6 +138,7 @@ def _train(cfg: TrainConfig, resume: bool | str, device: torch.device, info: Dis
             f"({info.world} × {cfg.accum_steps})"
         )
     run = _setup(cfg, _state_path(cfg, resume), device, info)
+    cfg = run.cfg  # steps fixed from the data size (--epochs)
     metrics_log = MetricsLog(run.out, run.start, enabled=info.is_main, tensorboard=cfg.tensorboard)
     bar = _progress(cfg, run.start, info)
     bad_rows, loss_value, last_eval = 0, math.nan, {}
@@ -162,6 +168,25 @@ def _train(cfg: TrainConfig, resume: bool | str, device: torch.device, info: Dis
     if step != cfg.steps:
         raise RuntimeError(f"data ran out at step {step} of {cfg.steps}")
     return _finish(run, step, loss_value, last_eval, bad_rows, metrics_log)
+
+
+MODEL_FILES = ("config.json", "open_clip_config.json", SUMMARY_FILE)
+
+
+def refuse_to_overwrite(out: Path, resume: bool | str, overwrite: bool) -> bool:
+    """A second run into the --out of a trained model would replace it (and every index built
+    from it would refuse to open): only with --resume (continue that run) or --overwrite.
+    True when an existing model is being replaced."""
+    held = [f for f in MODEL_FILES if (out / f).is_file()]
+    if not held or resume:
+        return False
+    if not overwrite:
+        raise ConfigError(
+            f"--out {out} already holds a trained model ({held[0]}); pass --resume to continue "
+            "its run, --overwrite to replace it, or choose another --out"
+        )
+    log.warning("--overwrite: replacing the model in %s", out)
+    return True
 
 
 def _due(every: int, step: int, steps: int) -> bool:
@@ -194,8 +219,9 @@ def _setup(cfg: TrainConfig, state_path: Path | None, device: torch.device, info
     module.train()
     freeze_frozen_modules(module)
 
-    data = load_pairs(cfg.train)
-    val = load_pairs(cfg.val) if cfg.val else None
+    data = load_pairs(cfg.train, split_for(cfg.train, cfg.train_split, "train"))
+    cfg = cfg.with_data_size(len(data))
+    val = load_pairs(cfg.val, split_for(cfg.val, cfg.val_split, "val")) if cfg.val else None
     extra = (
         {"loss.logit_bias": loss_params.logit_bias} if loss_params.logit_bias is not None else {}
     )

@@ -3,7 +3,6 @@ checkpoint) or a Hugging Face CLIP-family model, behind one small handle."""
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -21,6 +20,9 @@ from .config import ConfigError, TrainConfig
 
 log = logging.getLogger(__name__)
 
+# --image-tower / --text-tower: the other one when only one is named
+DEFAULT_IMAGE_TOWER, DEFAULT_TEXT_TOWER = "vit_base_patch32_224", "bert-base-uncased"
+
 # parameter-name prefixes of each tower, per family (everything else, e.g. the temperature,
 # belongs to neither tower)
 TOWER_PREFIXES = {
@@ -28,6 +30,18 @@ TOWER_PREFIXES = {
     "hf": {
         "image": ("model.vision_model.", "model.visual_projection."),
         "text": ("model.text_model.", "model.text_projection."),
+    },
+    # open_clip: CustomTextCLIP keeps its text tower in .text, CLIP spreads it over attributes
+    "open_clip": {
+        "image": ("model.visual.",),
+        "text": (
+            "model.text.",
+            "model.transformer.",
+            "model.token_embedding.",
+            "model.positional_embedding",
+            "model.ln_final.",
+            "model.text_projection",
+        ),
     },
 }
 
@@ -38,7 +52,7 @@ class TrainModel:
     tokenizer: Any
     preprocess: PreprocessConfig
     text: TextSettings
-    family: str  # "clipsearch" | "hf"
+    family: str  # "clipsearch" | "hf" | "open_clip"
     hf_ref: str | None = None  # hf family: where the image processor comes from
 
     def tower_of(self, param_name: str) -> str:
@@ -58,6 +72,8 @@ class TrainModel:
     def trunk(self, tower: str) -> nn.Module:
         if self.family == "clipsearch":
             return self.module.visual.trunk if tower == "image" else self.module.text.trunk
+        if self.family == "open_clip":  # locked by open_clip's own lock_*_tower (lock.py)
+            return self.module.model.visual if tower == "image" else self.module.model
         return self.module.model.vision_model if tower == "image" else self.module.model.text_model
 
     def clamp_temperature(self) -> None:
@@ -85,6 +101,11 @@ class TrainModel:
         if self.family == "clipsearch":
             save_checkpoint(self.module, self.tokenizer, out)
             return str(out)
+        if self.family == "open_clip":
+            from ..open_clip_models import save_local_dir
+
+            save_local_dir(self.module, self.tokenizer, self.preprocess, out)
+            return str(out)
         from transformers import AutoImageProcessor
 
         self.module.model.save_pretrained(str(out))
@@ -98,6 +119,10 @@ def build_model(cfg: TrainConfig) -> TrainModel:
     if cfg.init == "scratch":
         return _from_scratch(cfg)
     kind, ref = parse_spec(cfg.init)
+    if kind == "hf" and (open_clip_ref := _hf_as_open_clip(ref)):
+        kind, ref = "open_clip", open_clip_ref
+    if kind == "open_clip":
+        return _open_clip_model(ref)
     if kind == "hf":
         from ..hf_clip import load_hf
 
@@ -114,6 +139,19 @@ def build_model(cfg: TrainConfig) -> TrainModel:
     return _wrap(model, tokenizer)
 
 
+def _hf_as_open_clip(ref: str) -> str | None:
+    from ..open_clip_models import hf_as_open_clip
+
+    return hf_as_open_clip(ref)
+
+
+def _open_clip_model(ref: str) -> TrainModel:
+    from ..open_clip_models import load_weights, parse_source
+
+    module, tokenizer, pre, text, _ = load_weights(parse_source(ref))
+    return TrainModel(module, tokenizer, pre, TextSettings(**text), "open_clip")
+
+
 def _wrap(model: DualEncoder, tokenizer: Any) -> TrainModel:
     c = model.config
     text = TextSettings(c.text.max_length, c.text.pad_to_max_length, True)
@@ -121,19 +159,24 @@ def _wrap(model: DualEncoder, tokenizer: Any) -> TrainModel:
 
 
 def _from_scratch(cfg: TrainConfig) -> TrainModel:
+    """A preset or a config file (--model-config), or timm + transformers names (--image-tower /
+    --text-tower); the tokenizer is --tokenizer, else the config's own, else the text tower's."""
     from transformers import AutoConfig, AutoTokenizer
 
-    if cfg.model_config:
-        try:
-            dcfg = DualEncoderConfig.from_dict(json.loads(Path(cfg.model_config).read_text()))
-        except (OSError, ValueError, TypeError, KeyError) as e:
-            raise ConfigError(f"model_config {cfg.model_config}: {e}") from e
-        tok_ref = cfg.tokenizer or cfg.text_tower
-    else:
+    from ..presets import load_model_config, tokenizer_path
+
+    if cfg.image_tower or cfg.text_tower:
         dcfg = _config_from_names(cfg, AutoConfig)
-        tok_ref = cfg.tokenizer or cfg.text_tower
+        tok_ref = cfg.tokenizer or cfg.text_tower or DEFAULT_TEXT_TOWER
+    else:
+        dcfg, config_tokenizer = load_model_config(cfg.model_config)
+        tok_ref = cfg.tokenizer or config_tokenizer
+        if not tok_ref:
+            raise ConfigError(
+                f"--model-config {cfg.model_config} names no tokenizer: give --tokenizer DIR|ID"
+            )
     try:
-        tokenizer = AutoTokenizer.from_pretrained(tok_ref)
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer_path(tok_ref))
     except (OSError, ValueError) as e:
         raise ConfigError(f"cannot load tokenizer {tok_ref!r}: {e}".splitlines()[0]) from e
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank and every rerun
@@ -147,20 +190,22 @@ def _config_from_names(cfg: TrainConfig, auto_config) -> DualEncoderConfig:
     import timm
     from timm.data import resolve_data_config
 
+    image_tower = cfg.image_tower or DEFAULT_IMAGE_TOWER
+    text_tower = cfg.text_tower or DEFAULT_TEXT_TOWER
     try:
-        text_hf = auto_config.from_pretrained(cfg.text_tower).to_dict()
+        text_hf = auto_config.from_pretrained(text_tower).to_dict()
     except (OSError, ValueError) as e:
-        raise ConfigError(f"text tower {cfg.text_tower!r}: {e}".splitlines()[0]) from e
+        raise ConfigError(f"text tower {text_tower!r}: {e}".splitlines()[0]) from e
     text_hf = {
         k: v
         for k, v in text_hf.items()
         if not k.startswith("_") and k not in ("transformers_version", "architectures")
     }
-    if not timm.is_model(cfg.image_tower):
+    if not timm.is_model(image_tower):
         raise ConfigError(
-            f"unknown timm model {cfg.image_tower!r}; see timm.list_models() for the names"
+            f"unknown timm model {image_tower!r}; see timm.list_models() for the names"
         )
-    data = resolve_data_config({}, model=timm.create_model(cfg.image_tower, pretrained=False))
+    data = resolve_data_config({}, model=timm.create_model(image_tower, pretrained=False))
     pre = PreprocessConfig(
         size=data["input_size"][-1],
         crop_pct=data.get("crop_pct", 1.0),
@@ -169,8 +214,8 @@ def _config_from_names(cfg: TrainConfig, auto_config) -> DualEncoderConfig:
         std=data["std"],
     )
     return DualEncoderConfig(
-        name=f"{cfg.image_tower}+{cfg.text_tower}",
-        image=ImageTowerConfig(timm_name=cfg.image_tower),
+        name=f"{image_tower}+{text_tower}",
+        image=ImageTowerConfig(timm_name=image_tower),
         text=TextTowerConfig(hf_config=text_hf, pooling="mean"),
         preprocess=pre,
         embed_dim=cfg.embed_dim,
@@ -182,11 +227,13 @@ def _load_pretrained_towers(model: DualEncoder, cfg: TrainConfig) -> None:
     import timm
     from transformers import AutoModel
 
+    if not cfg.text_tower:
+        raise ConfigError("--pretrained-towers needs --image-tower and --text-tower names")
     img = timm.create_model(model.config.image.timm_name, pretrained=True, num_classes=0)
     model.visual.trunk.load_state_dict(img.state_dict(), strict=True)
     txt = AutoModel.from_pretrained(cfg.text_tower)
     model.text.trunk.load_state_dict(txt.state_dict(), strict=False)
-    log.info("loaded pretrained towers %s and %s", cfg.image_tower, cfg.text_tower)
+    log.info("loaded pretrained towers %s and %s", model.config.image.timm_name, cfg.text_tower)
 
 
 def _linear_image_head(model: DualEncoder) -> DualEncoder:

@@ -113,3 +113,57 @@ def test_relative_model_path_is_stored_absolute_in_the_index(cli, tmp_path, tiny
     code, stdout, err = cli("search", "a cat", "--index", index, "--json")
     assert code == 0, err
     assert json.loads(stdout)["model"] == str(tiny_ckpt_dir.resolve())
+
+
+def test_model_list_json_derives_every_name_from_open_clip(cli):
+    import open_clip
+
+    code, stdout, err = cli("model", "list", "--json")
+    assert code == 0, err
+    rows = {m["name"]: m for m in json.loads(stdout)["models"]}
+    assert rows["starter"]["family"] == "starter" and rows["starter"]["embed_dim"] == 384
+    assert rows["ViT-B/32"] == {
+        "name": "ViT-B/32",
+        "family": "openai",
+        "arch": "ViT-B-32",
+        "tag": "openai",
+        "embed_dim": 512,
+        "image_size": 224,
+    }
+    assert rows["ViT-L/14@336px"]["image_size"] == 336
+    for arch, tag in open_clip.list_pretrained():  # every pretrained tag, nothing hand-kept
+        assert f"open_clip:{arch}/{tag}" in rows
+    assert rows["open_clip:ViT-B-16-SigLIP/webli"]["embed_dim"] == 768
+
+
+def test_model_list_table_and_family_filter(cli):
+    code, stdout, err = cli("model", "list", "--family", "openai")
+    assert code == 0, err
+    names = [line.split()[0] for line in stdout.splitlines()[1:]]
+    assert "ViT-B/32" in names and "RN50" in names and "starter" not in names
+    code, _, err = cli("model", "list", "--family", "nope")
+    assert code == 1 and "families: starter, openai, open_clip" in err
+
+
+def test_model_info_open_clip_local_dir(cli, tmp_path):
+    from tests.model.open_clip_fakes import write_open_clip_dir
+
+    d = write_open_clip_dir(tmp_path / "oc", "ViT-B-32")
+    code, stdout, err = cli("model", "info", "--model", f"open_clip:local-dir:{d}", "--json")
+    assert code == 0, err
+    info = json.loads(stdout)
+    assert info["model"] == f"open_clip:local-dir:{d}" and info["dim"] == 32
+    assert info["image_size"] == 64 and info["text_max_length"] == 77
+
+
+def test_model_info_unknown_openai_name_lists_the_names(cli):
+    code, stdout, err = cli("model", "info", "--model", "ViT-B/99")
+    assert code == 1 and "ViT-L/14@336px" in err and err.count("\n") == 1
+
+
+def test_model_list_markdown_is_the_docs_table(cli):
+    code, stdout, err = cli("model", "list", "--markdown", "--family", "openai")
+    assert code == 0, err
+    lines = stdout.splitlines()
+    assert lines[0] == "| name | family | embedding width | image size |"
+    assert "| `ViT-L/14@336px` | openai | 768 | 336 |" in lines
