@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from model.backends import INT8_BACKENDS
+
 from .errors import ModelMismatchError
 from .manifest import Manifest, read_manifest
 
@@ -15,9 +17,6 @@ if TYPE_CHECKING:
 
 class HasManifest(Protocol):  # an IndexVersion (not imported: the reader imports this module)
     manifest: Manifest
-
-
-INT8_BACKENDS = ("onnx-int8",)  # backends whose vectors (and fingerprint) differ from PyTorch's
 
 
 def backend_of(encoder: Any) -> str:

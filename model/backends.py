@@ -8,3 +8,6 @@ from __future__ import annotations
 # docs/benchmarks.md has the measured speed and quality.
 BACKENDS: tuple[str, ...] = ("torch", "onnx", "onnx-int8")
 DEFAULT_BACKEND = "torch"
+# Backends whose vectors (and so fingerprints) differ from PyTorch's: an index built with one of
+# them is searched with that backend only.
+INT8_BACKENDS: tuple[str, ...] = ("onnx-int8",)
