@@ -36,10 +36,20 @@ from .memory import MallocTrimmer, process_memory
 from .metrics import Metrics
 from .settings import Settings
 
+log = logging.getLogger(__name__)
+
+
+def pixel_cap_message(max_pixels: int) -> str:
+    """The one answer for an image over the pixel cap, wherever it is met."""
+    return (
+        f"the image has more than {max_pixels:,} pixels, this server's limit: downscale it "
+        "(or start the server with a larger --max-image-pixels)"
+    )
+
+
 if TYPE_CHECKING:
     from indexer import Hit, IndexVersion
 
-log = logging.getLogger(__name__)
 R = TypeVar("R")
 
 
@@ -105,6 +115,8 @@ class SearchEngine:
         self._text_batcher: MicroBatcher[TextJob, TextResult] | None = None
         self._image_batcher: MicroBatcher[Image.Image, np.ndarray] | None = None
         self._trimmer: MallocTrimmer | None = None
+        self.live: Any = None  # a writable server's indexer.live.LiveIndex (open_live)
+        self._compactor: Any = None
 
     # -- lifecycle ------------------------------------------------------------------------------
     @classmethod
@@ -128,7 +140,10 @@ class SearchEngine:
                     backend=settings.backend,
                 )
             check_model(version, encoder.fingerprint, encoder.spec, backend_of(encoder))
-            return cls(encoder, version, settings, metrics)
+            engine = cls(encoder, version, settings, metrics)
+            if settings.writable or (settings.reload_poll_s > 0 and engine.has_live_log()):
+                engine.open_live()
+            return engine
         except BaseException:
             version.close()
             raise
@@ -195,7 +210,31 @@ class SearchEngine:
             self._trimmer.close()
         self.encode_pool.shutdown(wait=True)
         self.io_pool.shutdown(wait=True)
+        if self.live is not None:
+            self._compactor.close()
+            self.live.close()
         self._slot.version.close()
+
+    def open_live(self) -> None:
+        """Serve the living index (the version + the write-ahead log, replayed) and fold its
+        changes into new versions in the background (app/routes/writes.py writes to it)."""
+        from indexer.live import CompactOptions, Compactor, LiveIndex
+        from indexer.live.follow import FollowThread, LiveFollower
+        from indexer.recall import recall_queries
+
+        if not self.settings.writable:  # a read-only replica: follow the writer's log
+            self.live = LiveFollower.open_follower(self.index_dir, self.fingerprint)
+            self._compactor = FollowThread(self.live, self.settings.reload_poll_s).start()
+            return
+        self.live = LiveIndex.open(self.index_dir, expected_fingerprint=self.fingerprint)
+        queries = functools.partial(recall_queries, self.encoder)
+        opts = CompactOptions(self.settings.compact_changes, self.settings.compact_idle_s)
+        self._compactor = Compactor(self.live, queries, opts).start()
+
+    def has_live_log(self) -> bool:
+        from indexer.live.wal import LIVE_DIR, LOG_NAME
+
+        return (self.index_dir / LIVE_DIR / LOG_NAME).is_file()
 
     # -- versions -------------------------------------------------------------------------------
     @property
@@ -210,7 +249,7 @@ class SearchEngine:
             slot = self._slot
             slot.leases += 1
         try:
-            yield slot.version
+            yield slot.version if self.live is None else self.live.view()
         finally:
             with self._lock:
                 slot.leases -= 1
@@ -309,11 +348,19 @@ class SearchEngine:
         return np.stack(vecs) if vecs else np.zeros((0, self.dim), np.float32)
 
     async def decode_image(self, data: bytes) -> Image.Image:
-        return await self.run_io(
-            functools.partial(
-                self.encoder.load_image, data, max_pixels=self.settings.max_image_pixels
-            )
-        )
+        return await self.run_io(self._decode, data)
+
+    def _decode(self, data: bytes) -> Image.Image:
+        cap = self.settings.max_image_pixels
+        try:
+            return self.encoder.load_image(data, max_pixels=cap)
+        except ImageLoadError as e:
+            if e.code == "image_too_large":  # ours or Pillow's bomb guard: one message
+                raise ImageLoadError(pixel_cap_message(cap), code="image_too_large") from e
+            raise
+        except Exception as e:  # noqa: BLE001 - a decoder bug on odd bytes is still bad input
+            log.warning("decoder failed on an upload: %r", e)
+            raise ImageLoadError("the image cannot be decoded (corrupt or odd file)") from e
 
     async def embed_image(self, image: Image.Image) -> np.ndarray:
         assert self._image_batcher is not None, "engine not started"
@@ -364,21 +411,33 @@ class SearchEngine:
         key = (str(path), st.st_mtime_ns, st.st_size)
         data = self.thumb_cache.get(key)
         if data is None:
-            data = await self.run_io(self._make_thumbnail, path)
+            item = version.get_item(parse_id(image_id))
+            indexed = item.width * item.height if item is not None else 0
+            # What the indexer accepted, the server shows, whatever the upload cap.
+            cap = max(self.settings.max_image_pixels, indexed)
+            data = await self.run_io(self._make_thumbnail, path, cap)
             self.thumb_cache.put(key, data)
         return data
 
-    def _make_thumbnail(self, path: Path) -> bytes:
+    def _make_thumbnail(self, path: Path, max_pixels: int) -> bytes:
+        px = self.settings.thumbnail_px
         try:
-            img = load_image(path, max_pixels=self.settings.max_image_pixels)
+            img = load_image(path, max_pixels=max_pixels, min_size=px)
         except ImageLoadError as e:  # the stored file changed since indexing: not the client's
             log.warning("thumbnail of %s failed: %s", path, e)
-            raise ImageUnavailableError("the image file can no longer be read") from e
-        px = self.settings.thumbnail_px
+            raise ImageUnavailableError(f"the image file can no longer be read: {e}") from e
         img.thumbnail((px, px))
         buf = io.BytesIO()
         img.save(buf, format="JPEG", quality=85)
         return buf.getvalue()
+
+    def example_id(self) -> str | None:
+        """An id in the live version, for the examples of the OpenAPI document."""
+        probe = np.zeros((1, self.dim), np.float32)
+        probe[0, 0] = 1.0
+        with self.lease() as v:
+            hits = v.search(probe, 1)[0]
+        return str(hits[0].item.id) if hits else None
 
     def queued(self) -> int:
         return sum(b.queued for b in (self._text_batcher, self._image_batcher) if b is not None)
@@ -395,6 +454,7 @@ class SearchEngine:
             "count": v.count,
             "factory": v.factory,
             "has_texts": v.has_texts,
+            "live": self.live.stats() if self.live is not None else None,
             "memory": process_memory(v.path),
             "batching": {
                 "enabled": self.settings.batching,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -69,7 +70,29 @@ def error_response(
 
 def from_clipsearch_error(e: ClipsearchError) -> ApiError:
     code = getattr(e, "code", "invalid_input")
-    return ApiError(CODE_STATUS.get(code, 422), code, str(e))
+    status = CODE_STATUS.get(code, 422)
+    return ApiError(status, code, str(e), {"Retry-After": "5"} if status == 503 else None)
+
+
+def method_not_allowed(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    """`GET /search` and the like: say which methods the path takes, all that the OpenAPI
+    document lists for it (Starlette's Allow names only the first route of a path, e.g. GET but
+    not DELETE /images/{id})."""
+    allowed = sorted(
+        method.upper()
+        for template, item in request.app.openapi().get("paths", {}).items()
+        if re.fullmatch(re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template)), request.url.path)
+        for method in item
+    )
+    if not allowed:
+        allowed = [m.strip() for m in (exc.headers or {}).get("Allow", "").split(",") if m.strip()]
+    how = " with a JSON body or a multipart form" if "POST" in allowed else ""
+    methods = " or ".join(allowed) or "another method"
+    message = (
+        f"{request.method} is not allowed on {request.url.path}: use {methods}{how} (see /docs)"
+    )
+    headers = {**(exc.headers or {}), "Allow": ", ".join(allowed)}
+    return error_response(405, "method_not_allowed", message, headers)
 
 
 def _validation_message(exc: RequestValidationError) -> str:
@@ -94,14 +117,16 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ClipsearchError)
     async def _clipsearch_error(_: Request, exc: ClipsearchError) -> JSONResponse:
         e = from_clipsearch_error(exc)
-        return error_response(e.status, e.code, e.message)
+        return error_response(e.status, e.code, e.message, e.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
         return error_response(422, "validation_error", _validation_message(exc))
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 405:
+            return method_not_allowed(request, exc)
         code = STATUS_CODES.get(exc.status_code, "http_error")
         return error_response(exc.status_code, code, str(exc.detail), exc.headers)
 

@@ -87,14 +87,27 @@ def _content_length(scope: Scope) -> int | None:
     return None
 
 
+# Blank characters: those that are whitespace both to `\s` in the OpenAPI schema's patterns
+# (ECMA-262 regex, as JSON Schema validators read it) and to Python's str.isspace(). A text of
+# only these is blank everywhere; one with anything else (U+0085, U+FEFF, U+001C…) is a text.
+WHITESPACE = "\t\n\x0b\x0c\r \xa0\u1680\u2028\u2029\u202f\u205f\u3000" + "".join(
+    chr(c) for c in range(0x2000, 0x200B)
+)
+VISIBLE = r"\S"  # the schema's pattern for a text that is not blank
+
+
+def strip_text(text: str) -> str:
+    return text.strip(WHITESPACE)
+
+
 def check_text(text: str, max_chars: int, field: str = "text") -> str:
-    """A query text: non-empty after stripping, at most `max_chars` (before tokenising) and valid
-    Unicode (no lone surrogates)."""
+    """A query text: not blank, at most `max_chars` (before tokenising) and valid Unicode (no
+    lone surrogates). Returns it stripped."""
     if len(text) > max_chars:
         raise ApiError(
             422, "text_too_long", f"{field} is {len(text):,} characters; the limit is {max_chars:,}"
         )
-    stripped = text.strip()
+    stripped = strip_text(text)
     if not stripped:
         raise ApiError(422, "empty_text", f"{field} is empty")
     try:

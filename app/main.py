@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -13,18 +14,18 @@ from pathlib import Path
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from starlette.routing import BaseRoute, Match, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from model import Encoder
 
-from . import schemas
 from .deps import require_api_key
 from .engine import SearchEngine
-from .errors import install_error_handlers
+from .errors import error_body, install_error_handlers
 from .limits import BodySizeLimit
 from .metrics import Metrics
-from .routes import admin, classify, embed, health, images, search
+from .routes import admin, classify, embed, health, images, search, writes
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,10 @@ def create_app(
     server stops on it; without it /readyz reports the reason)."""
     settings = settings or Settings()
     metrics = engine.metrics if engine is not None else Metrics()
-    app = FastAPI(
+    # Swagger UI from the package's own files: /docs works with no internet. (No ReDoc: its
+    # bundle still fetches its logo from a CDN.)
+    app = FastAPIOffline(
+        redoc_url=None,
         title="clipsearch",
         summary="Semantic image search over a FAISS index with CLIP-style encoders",
         version="0.1.0",
@@ -57,6 +61,7 @@ def create_app(
     install_error_handlers(app)
     _add_routes(app, settings)
     _add_middleware(app, settings, metrics)
+    _openapi_from_config(app, settings)
     return app
 
 
@@ -98,10 +103,10 @@ def _lifespan(
 def _add_routes(app: FastAPI, settings: Settings) -> None:
     secured = [Depends(require_api_key)]
     app.include_router(health.probes)
-    for r in (search.router, classify.router, embed.router, images.router, health.router):
+    for r in (search.router, classify.router, embed.router, images.router, health.router,
+              writes.router):  # fmt: skip
         app.include_router(r, dependencies=secured)
     app.include_router(admin.router)
-    _add_schemas(app)
     static = settings.static_dir or DEFAULT_STATIC
     if static.is_dir():
         app.router.routes.append(PageMount(static, app.router.routes))
@@ -119,6 +124,7 @@ def _add_middleware(app: FastAPI, settings: Settings, metrics: Metrics) -> None:
             allow_headers=["Content-Type", "X-API-Key", "Authorization"],
         )
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(ShutdownGuard)
 
 
 async def _load(
@@ -178,21 +184,22 @@ async def _follow_current(app: FastAPI, interval: float) -> None:
             log.warning("automatic reload failed, still serving %s: %s", engine.version.id, e)
 
 
-def _add_schemas(app: FastAPI) -> None:
-    """Routes that read JSON-or-multipart by hand reference these models in their OpenAPI
-    request bodies; make sure the schemas are in components."""
-    models = (schemas.SearchRequest, schemas.ClassifyRequest, schemas.EmbedRequest)
+def _openapi_from_config(app: FastAPI, settings: Settings) -> None:
+    """The OpenAPI document of this configuration (limits, keys, the model's dimension, real
+    ids in examples). Cached once the engine is loaded; until then built on each request."""
+    from .routes._openapi import Runtime, document
+
     base = app.openapi
 
     def openapi() -> dict:
         if app.openapi_schema:
             return app.openapi_schema
-        spec = base()
-        comps = spec.setdefault("components", {}).setdefault("schemas", {})
-        for m in models:
-            s = m.model_json_schema(ref_template="#/components/schemas/{model}")
-            comps.update(s.pop("$defs", {}))
-            comps[m.__name__] = s
+        engine: SearchEngine | None = app.state.engine
+        rt = Runtime(settings)
+        if engine is not None:
+            rt = Runtime(settings, engine.dim, engine.example_id(), engine.version.has_texts)
+        spec = document(base(), rt)
+        app.openapi_schema = spec if engine is not None else None
         return spec
 
     app.openapi = openapi  # type: ignore[method-assign]
@@ -238,3 +245,47 @@ class RequestMetrics:
         finally:
             route = getattr(scope.get("route"), "path", None) or "unmatched"
             self.metrics.observe_request(route, scope["method"], status, time.perf_counter() - t0)
+
+
+class ShutdownGuard:
+    """Outermost middleware: a request the server cancels (uvicorn does so to every request still
+    running when its graceful-shutdown timeout ends) answers 503 + Retry-After, not uvicorn's
+    500: a retry reaches another replica, or this one once restarted."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        except asyncio.CancelledError:
+            if started:
+                raise
+            log.warning("%s %s cancelled by shutdown: 503", scope["method"], scope["path"])
+            await _send_json(send, 503, "shutting_down", SHUTDOWN_MESSAGE, {"retry-after": "5"})
+
+
+SHUTDOWN_MESSAGE = "the server is shutting down; retry in a few seconds"
+
+
+async def _send_json(send: Send, status: int, code: str, message: str, headers: dict) -> None:
+    payload = json.dumps(error_body(code, message)).encode()
+    raw = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(payload)).encode()),
+        (b"connection", b"close"),
+        *((k.encode(), v.encode()) for k, v in headers.items()),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": payload})

@@ -15,8 +15,9 @@ from model import zeroshot as zs
 
 from .engine import SearchEngine, SearchJob, parse_id
 from .errors import ApiError
-from .limits import check_text, decode_b64
+from .limits import check_text, decode_b64, strip_text
 from .schemas import (
+    MAX_OFFSET,
     ClassifyRequest,
     ClassifyResponse,
     EmbedResponse,
@@ -88,11 +89,14 @@ def given_vector(embedding: list[float], dim: int) -> np.ndarray:
 
 
 def normalise(vec: np.ndarray, what: str) -> np.ndarray:
-    v64 = vec.astype(np.float64)  # float32 squares of large values would overflow
-    norm = float(np.linalg.norm(v64))
-    if not np.isfinite(norm) or norm < 1e-6:
-        raise ApiError(422, "zero_query", f"the {what} has no direction (norm {norm:.3g})")
-    return (v64 / norm).astype(np.float32)
+    """Any direction with a non-zero value is a query, however small its values: scale by the
+    largest first so squaring neither underflows nor overflows."""
+    v64 = vec.astype(np.float64)
+    top = float(np.abs(v64).max()) if v64.size else 0.0
+    if not np.isfinite(top) or top == 0.0:
+        raise ApiError(422, "zero_query", f"the {what} has no direction (all values are 0)")
+    v64 = v64 / top
+    return (v64 / np.linalg.norm(v64)).astype(np.float32)
 
 
 async def term_vector(
@@ -134,8 +138,11 @@ async def query_vector(
     if len(req.terms) > engine.settings.max_terms:
         raise ApiError(422, "too_many_terms", f"at most {engine.settings.max_terms} terms")
     vecs = await asyncio.gather(*(term_vector(engine, version, x, t) for x in req.terms))
-    weights = np.array([x.weight for x in req.terms], dtype=np.float32)
-    return normalise((weights[:, None] * np.stack(vecs)).sum(axis=0), "weighted query")
+    weights = np.array([x.weight for x in req.terms], dtype=np.float64)
+    total = (weights[:, None] * np.stack(vecs)).sum(axis=0)  # (dim,)
+    if np.linalg.norm(total) <= 1e-6 * np.abs(weights).sum():  # unit terms that cancel out
+        raise ApiError(422, "zero_query", "the weighted terms cancel out: no direction is left")
+    return normalise(total, "weighted query")
 
 
 def image_hit(item, score: float) -> SearchHit:
@@ -152,11 +159,30 @@ def image_hit(item, score: float) -> SearchHit:
     )
 
 
+def check_where(where: dict[str, str] | None) -> None:
+    """Refuse a filter key the index cannot express before any work (also for target=texts)."""
+    from indexer.store import filter_sql
+
+    try:
+        filter_sql(None, where)
+    except ValueError as e:
+        raise ApiError(422, "invalid_filter", f"where: {e}") from e
+
+
+def page(hits: list, req: SearchRequest) -> tuple[list, int | None]:
+    """The page [offset, offset + k) of hits searched for offset + k; the next page's offset."""
+    window = hits[req.offset : req.offset + req.k]
+    more = len(hits) >= req.offset + req.k
+    return window, (req.offset + req.k if more and req.offset + req.k <= MAX_OFFSET else None)
+
+
 async def search(engine: SearchEngine, req: SearchRequest, upload: bytes | None) -> SearchResponse:
+    check_where(req.where)
     only_text = req.text is not None and len(req.query_forms()) == 1 and upload is None
     if only_text and req.target == "images":
         return await text_search(engine, req, req.text or "")
     t = Timings(engine)
+    want = req.offset + req.k
     with engine.lease() as version:
         q = await query_vector(engine, version, req, upload, t)
         if req.target == "texts":
@@ -165,20 +191,22 @@ async def search(engine: SearchEngine, req: SearchRequest, upload: bytes | None)
                     422, "no_texts", f"index version {version.id} has no text corpus to search"
                 )
             with t.stage("search"):
-                found = await engine.run_io(version.search_texts, q[None, :], req.k)
+                found = await engine.run_io(version.search_texts, q[None, :], want)
             hits = [
                 SearchHit(id=str(h.id), score=round(float(h.score), 6), text=h.text)
                 for h in found[0]
                 if req.min_score is None or h.score >= req.min_score
             ]
         else:
-            job = SearchJob(version, q, req.k, req.path_prefix, req.where, req.min_score)
+            job = SearchJob(version, q, want, req.path_prefix, req.where, req.min_score)
             with t.stage("search"):
                 found = await engine.search_images(job)
             hits = [image_hit(h.item, h.score) for h in found]
+        hits, next_offset = page(hits, req)
         return SearchResponse(
-            hits=hits, model=engine.model_spec, index_version=version.id, timings_ms=t.done()
-        )
+            hits=hits, model=engine.model_spec, index_version=version.id, timings_ms=t.done(),
+            offset=req.offset, next_offset=next_offset,
+        )  # fmt: skip
 
 
 async def text_search(engine: SearchEngine, req: SearchRequest, text: str) -> SearchResponse:
@@ -186,14 +214,59 @@ async def text_search(engine: SearchEngine, req: SearchRequest, text: str) -> Se
     t = Timings(engine)
     text = check_text(text, engine.settings.max_text_chars)
     with engine.lease() as version:
-        job = SearchJob(version, EMPTY, req.k, req.path_prefix, req.where, req.min_score)
+        want = req.offset + req.k
+        job = SearchJob(version, EMPTY, want, req.path_prefix, req.where, req.min_score)
         res = await engine.text_search(text, job)
         t.add("encode", res.encode_s)
         t.add("search", res.search_s)
-        hits = [image_hit(h.item, h.score) for h in res.hits or []]
+        hits, next_offset = page([image_hit(h.item, h.score) for h in res.hits or []], req)
         return SearchResponse(
-            hits=hits, model=engine.model_spec, index_version=version.id, timings_ms=t.done()
+            hits=hits, model=engine.model_spec, index_version=version.id, timings_ms=t.done(),
+            offset=req.offset, next_offset=next_offset,
+        )  # fmt: skip
+
+
+def parse_labels(labels: list[str] | str, max_labels: int, max_chars: int) -> list[str]:
+    """A JSON list (each label non-blank) or one comma-separated string (blank pieces dropped)
+    → distinct labels, order kept."""
+    if isinstance(labels, str):
+        check_text(labels, max_chars, "labels")
+        raw = labels.split(",")
+        given = [strip_text(x) for x in raw if strip_text(x)]
+    else:
+        raw = labels
+        given = [check_text(x, max_chars, f"labels[{i}]") for i, x in enumerate(labels)]
+    if not given:
+        raise ApiError(
+            422, "invalid_labels", 'give at least one label: ["a cat", "a dog"] or "a cat, a dog"'
         )
+    if len(raw) > max_labels:
+        raise ApiError(422, "too_many_labels", f"{len(raw)} labels; the limit is {max_labels}")
+    return list(dict.fromkeys(given))
+
+
+def parse_templates(templates: list[str] | None, max_templates: int, max_chars: int):
+    if templates is None:
+        return zs.validate_templates(None)
+    if not templates:
+        raise ApiError(422, "invalid_labels", "templates: give at least one, or leave it out")
+    if len(templates) > max_templates:
+        raise ApiError(422, "too_many_templates", f"at most {max_templates} templates")
+    for i, t in enumerate(templates):
+        check_text(t, max_chars, f"templates[{i}]")
+        if (
+            t.count("{") != 1
+            or t.count("}") != 1
+            or "{}" not in t
+            or not strip_text(t.replace("{}", ""))
+        ):
+            raise ApiError(
+                422,
+                "invalid_labels",
+                f"templates[{i}] must hold exactly one {{}} where the label goes, some words "
+                'around it and no other braces, e.g. "a photo of {}."',
+            )
+    return tuple(templates)
 
 
 async def classify(
@@ -201,17 +274,8 @@ async def classify(
 ) -> ClassifyResponse:
     t = Timings(engine)
     s = engine.settings
-    try:
-        labels = zs.parse_labels(req.labels)
-        templates = zs.validate_templates(req.templates)
-    except (TypeError, ValueError) as e:
-        raise ApiError(422, "invalid_labels", str(e)) from e
-    if len(labels) > s.max_labels:
-        raise ApiError(422, "too_many_labels", f"{len(labels)} labels; the limit is {s.max_labels}")
-    if len(templates) > s.max_templates:
-        raise ApiError(422, "too_many_templates", f"at most {s.max_templates} templates")
-    for text in (*labels, *templates):
-        check_text(text, s.max_text_chars, "label")
+    labels = parse_labels(req.labels, s.max_labels, s.max_text_chars)
+    templates = parse_templates(req.templates, s.max_templates, s.max_text_chars)
     sources = [x for x in (req.image_id, req.image_b64, upload) if x is not None]
     if len(sources) != 1:
         raise ApiError(422, "invalid_query", "give exactly one of image_id, image_b64 or an image")
@@ -236,10 +300,15 @@ async def classify(
 async def embed(engine: SearchEngine, texts: list[str], images: list[bytes]) -> EmbedResponse:
     s = engine.settings
     if not texts and not images:
-        raise ApiError(422, "invalid_query", "give at least one text or image")
-    if len(texts) + len(images) > s.max_embed_items:
-        raise ApiError(422, "too_many_items", f"at most {s.max_embed_items} texts and images")
-    texts = [check_text(x, s.max_text_chars) for x in texts]
+        raise ApiError(
+            422, "invalid_query", "give at least one of texts or images_b64 (or an images file)"
+        )
+    for what, items in (("texts", texts), ("images", images)):
+        if len(items) > s.max_embed_items:
+            raise ApiError(
+                422, "too_many_items", f"{len(items)} {what}; the limit is {s.max_embed_items}"
+            )
+    texts = [check_text(x, s.max_text_chars, f"texts[{i}]") for i, x in enumerate(texts)]
     t = Timings(engine)
     text_vecs = await engine.embed_texts(texts)
     img_vecs = await asyncio.gather(*(image_vector(engine, b, t) for b in images))

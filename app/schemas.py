@@ -2,27 +2,52 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+from indexer.types import MAX_K
 
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+
+
+def _integral(v: Any) -> Any:
+    # JSON Schema counts 5.0 as an integer; strict validation would not.
+    return int(v) if isinstance(v, float) and v.is_integer() else v
+
+
+Int = Annotated[int, BeforeValidator(_integral)]
 Vector = Annotated[list[FiniteFloat], Field(min_length=1, max_length=8192)]
 ImageId = Annotated[str, Field(min_length=1, max_length=32, examples=["1234"])]
 
 QUERY_FIELDS = ("text", "image_id", "image_b64", "embedding", "terms")
+MAX_OFFSET = 10_000  # paging depth: a page past this is a request for a bigger k, not a page
 
 
-class QueryTerm(BaseModel):
-    """One part of a weighted query: exactly one source and a weight (negative to push away)."""
+class RequestModel(BaseModel):
+    """A request body: unknown fields and explicit nulls are refused (leave a field out instead),
+    so what the OpenAPI schema calls invalid, the server refuses too."""
 
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nulls(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key, value in data.items():
+                if value is None and key in cls.model_fields:
+                    raise ValueError(f"{key}: null is not a value here; leave the field out")
+        return data
+
+
+class QueryTerm(RequestModel):
+    """One part of a weighted query: exactly one source and a weight (negative to push away)."""
 
     text: str | None = None
     image_id: ImageId | None = None
     image_b64: str | None = None
     embedding: Vector | None = None
-    weight: FiniteFloat = Field(1.0, ge=-10.0, le=10.0)
+    weight: FiniteFloat = Field(1.0, ge=-10.0, le=10.0, description="not 0; negative pushes away")
 
     @model_validator(mode="after")
     def _one_source(self) -> QueryTerm:
@@ -33,37 +58,23 @@ class QueryTerm(BaseModel):
         ]
         if len(given) != 1:
             raise ValueError("each term needs exactly one of text, image_id, image_b64, embedding")
+        if self.weight == 0:
+            raise ValueError("weight: 0 would drop the term; leave the term out instead")
         return self
 
 
-class SearchRequest(BaseModel):
+class SearchRequest(RequestModel):
     """Exactly one query form (or, in multipart, an uploaded `image`) plus options."""
-
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "examples": [
-                {"text": "a cat", "k": 5},
-                {"image_id": "1234", "k": 10, "path_prefix": "photos/"},
-                {"image_b64": "<base64 JPEG/PNG bytes>", "k": 5, "target": "texts"},
-                {"embedding": [0.01, -0.02, "…"], "k": 10, "min_score": 0.2},
-                {
-                    "terms": [
-                        {"text": "a beach", "weight": 1.0},
-                        {"text": "people", "weight": -0.5},
-                    ],
-                    "k": 10,
-                },
-            ]
-        },
-    )
 
     text: str | None = None
     image_id: ImageId | None = None
     image_b64: str | None = None
     embedding: Vector | None = None
     terms: Annotated[list[QueryTerm], Field(min_length=1, max_length=64)] | None = None
-    k: int = Field(10, ge=1, le=1000, description="number of hits (1…1000)")
+    k: Int = Field(10, ge=1, le=MAX_K, description=f"number of hits (1…{MAX_K})")
+    offset: Int = Field(
+        0, ge=0, le=MAX_OFFSET, description="skip this many hits first (paging: the next page)"
+    )
     target: Literal["images", "texts"] = "images"
     min_score: FiniteFloat | None = Field(None, ge=-1.0, le=1.0)
     path_prefix: str | None = Field(None, max_length=1024)
@@ -116,22 +127,14 @@ class SearchResponse(BaseModel):
     model: str
     index_version: str
     timings_ms: dict[str, float]
-
-
-class ClassifyRequest(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "examples": [
-                {"image_id": "1234", "labels": ["a cat", "a dog"]},
-                {
-                    "image_b64": "<base64 JPEG/PNG bytes>",
-                    "labels": "day,night",
-                    "templates": ["a photo taken at {}."],
-                },
-            ]
-        },
+    offset: int = Field(0, description="the offset asked for")
+    next_offset: int | None = Field(
+        None, description="offset of the next page; null when this page is the last"
     )
+
+
+class ClassifyRequest(RequestModel):
+    """One image (`image_id` or `image_b64`; in multipart an `image` file) and candidate labels."""
 
     image_id: ImageId | None = None
     image_b64: str | None = None
@@ -164,16 +167,8 @@ class ClassifyResponse(BaseModel):
     timings_ms: dict[str, float] = {}
 
 
-class EmbedRequest(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "examples": [
-                {"texts": ["a red car", "a bicycle"]},
-                {"images_b64": ["<base64 JPEG/PNG bytes>"], "texts": ["a cat"]},
-            ]
-        },
-    )
+class EmbedRequest(RequestModel):
+    """Texts and/or images (at least one of either) to embed."""
 
     texts: list[str] = []
     images_b64: list[str] = []
@@ -212,9 +207,21 @@ ERRORS: dict[int, tuple[str, str, str]] = {
     404: ("Unknown id", "not_found", "no image with id 99"),
     409: ("Index refused", "index_corrupt", "checksum mismatch in images.faiss"),
     413: ("Body too large", "payload_too_large", "request body is over the limit"),
-    415: ("Not an image", "unsupported_image_format", "not a supported image"),
+    415: (
+        "Not an image, or a body that is neither JSON nor a form",
+        "unsupported_image_format",
+        "not a supported image",
+    ),
     422: ("Invalid input", "validation_error", "k: Input should be less than or equal to 1000"),
-    503: ("Not ready or overloaded", "overloaded", "the server is busy; retry shortly"),
+    503: (
+        "Loading, overloaded or shutting down: retry after Retry-After seconds",
+        "overloaded",
+        "the server is busy; retry shortly",
+    ),
+}
+
+RETRY_AFTER = {
+    "Retry-After": {"description": "seconds to wait before retrying", "schema": {"type": "integer"}}
 }
 
 
@@ -227,4 +234,6 @@ def error_responses(*statuses: int) -> dict[int | str, dict]:
             "description": desc,
             "content": {"application/json": {"example": error_example(code, msg)}},
         }
+        if status == 503:
+            out[status]["headers"] = RETRY_AFTER
     return out

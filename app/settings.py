@@ -10,7 +10,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from model.backends import BACKENDS
+from model.backends import BACKENDS, DEFAULT_BACKEND
+from model.limits import DEFAULT_MAX_PIXELS
 
 MiB = 1024 * 1024
 ENV_PREFIX = "CLIPSEARCH_"
@@ -30,7 +31,8 @@ class Settings(BaseSettings):
     )
     device: str | None = Field(None, description="cpu, cuda, cuda:1 … (default: CUDA if present)")
     backend: Backend = Field(
-        "torch", description="torch, or ONNX Runtime on the CPU: onnx (same vectors), onnx-int8"
+        DEFAULT_BACKEND,
+        description="torch, or ONNX Runtime on the CPU: onnx (same vectors), onnx-int8",
     )
     host: str = Field("127.0.0.1", description="address to bind")
     port: int = Field(8000, ge=0, le=65535, description="port to listen on")
@@ -52,11 +54,15 @@ class Settings(BaseSettings):
 
     # Input limits (checked before any decoding or tokenising)
     max_body_bytes: int = Field(20 * MiB, ge=1024, description="request body limit in bytes")
-    max_image_pixels: int = Field(40_000_000, ge=1, description="image pixel cap")
+    max_image_pixels: int = Field(
+        DEFAULT_MAX_PIXELS, ge=1, description="image pixel cap (the indexer's default too)"
+    )
     max_text_chars: int = Field(2000, ge=1, description="query text length cap")
     max_labels: int = Field(256, ge=1, description="labels per /classify request")
     max_templates: int = Field(32, ge=1, description="prompt templates per /classify request")
-    max_embed_items: int = Field(64, ge=1, description="texts + images per /embed request")
+    max_embed_items: int = Field(
+        64, ge=1, description="texts, and images, per /embed request (each)"
+    )
     max_terms: int = Field(16, ge=1, description="weighted terms per /search request")
 
     # Encoder scheduling
@@ -82,6 +88,15 @@ class Settings(BaseSettings):
     thumbnail_cache_size: int = Field(256, ge=0, description="LRU size of thumbnails")
     thumbnail_px: int = Field(256, ge=16, le=1024, description="thumbnail side in pixels")
 
+    writable: bool = Field(
+        False, description="accept writes: POST /images and DELETE /images/{id} (a living index)"
+    )
+    compact_changes: int = Field(
+        1000, ge=1, description="writable: fold the changes into a new version after this many"
+    )
+    compact_idle_s: float = Field(
+        30.0, gt=0.0, description="writable: … or once no write came for this many seconds"
+    )
     reload_poll_s: float = Field(
         0.0, ge=0.0, description="> 0: follow CURRENT, reloading when it changes (seconds)"
     )

@@ -40,7 +40,10 @@ class Plan:
 
 
 def assign_ids(
-    plan: Plan, prev_by_path: dict[str, dict[str, Any]] | None, report: BuildReport
+    plan: Plan,
+    prev_by_path: dict[str, dict[str, Any]] | None,
+    report: BuildReport,
+    min_next_id: int = 0,
 ) -> None:
     """A fresh build numbers items 0… in path order (so a resumed build equals a clean one).
     An update keeps the id of every unchanged path, gives a renamed file (same content, its old
@@ -55,13 +58,15 @@ def assign_ids(
     for path, r in sorted(prev_by_path.items()):
         if path not in new_paths:
             vanished[r["sha256"]].append(int(r["id"]))
-    next_id = 1 + max((int(r["id"]) for r in prev_by_path.values()), default=-1)
+    # min_next_id: ids a living index handed out (and maybe deleted since) are never reused
+    next_id = max(min_next_id, 1 + max((int(r["id"]) for r in prev_by_path.values()), default=-1))
     for it in plan.items:
         p = prev_by_path.get(it.entry.rel)
         if p is not None and p["sha256"] == it.entry.sha256:
             it.id = int(p["id"])
         elif p is not None:
-            report.changed += 1  # same path, new content: a new item
+            it.id = int(p["id"])  # same path, new content: re-encoded under the same id
+            report.changed += 1
         elif vanished.get(it.entry.sha256):
             it.id = vanished[it.entry.sha256].pop(0)
             report.renamed += 1

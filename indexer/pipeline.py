@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import sys
@@ -23,7 +24,9 @@ from .assemble import TEXT_FILES, Plan, assign_ids, write_version_files
 from .decode import image_loader
 from .errors import IndexOpenError
 from .layout import WORK, live_version
+from .live.guard import LIVE_STATE, check_no_live_writes, live_state_file
 from .manifest import Manifest
+from .media import is_media_path, media_file
 from .options import BuildOptions
 from .publish import clean_staging, link_or_copy, new_version_id, publish, staging_dir
 from .reader import IndexVersion, open_index
@@ -124,19 +127,25 @@ def run_build(
     index_dir.mkdir(parents=True, exist_ok=True)
     with exclusive_lock(index_dir / WORK / "lock"):
         clean_staging(index_dir)
+        check_no_live_writes(index_dir)
         report = BuildReport(source=str(source), mode=mode)
         scan = _scan(source, index_dir, report)
         prev = _previous(index_dir, enc) if mode == "update" else None
+        _keep_uploads(scan, prev, index_dir)
         try:
             entries, hash_skips = hash_scanned(scan.entries, prev, opts.progress)
             report.skipped.extend(hash_skips)
             store = ShardStore(index_dir / WORK, enc.fingerprint)
             done = _encode_missing(enc, entries, prev, store, opts, report)
             plan = _plan(entries, done, prev, report)
-            assign_ids(plan, prev.by_path if prev else None, report)
+            assign_ids(plan, prev.by_path if prev else None, report, _live_next_id(prev))
             _warn_if_empty(plan, scan, report)
             report.seconds = time.perf_counter() - t0  # as recorded in the manifest
-            _publish_plan(index_dir, scan, plan, enc, prev, opts, report)
+            if prev is not None and _unchanged(plan, prev, scan):
+                report.version, report.items = prev.version.id, len(plan.items)
+                log.info("nothing changed: version %s stays live", report.version)
+            else:
+                _publish_plan(index_dir, scan, plan, enc, prev, opts, report)
         finally:
             if prev:
                 prev.version.close()
@@ -213,6 +222,9 @@ def _publish_plan(
         queries=lambda: recall_queries(enc),
     )
     texts = _carry_texts(prev, staging)
+    live_state = live_state_file(index_dir)  # which log records versions already hold
+    if live_state is not None:
+        link_or_copy(live_state, staging / live_state.name)
     report.version = version
     report.items = len(plan.items)
     report.factory = built.factory
@@ -231,6 +243,24 @@ def _publish_plan(
         build_report=report.to_dict(),
     )
     publish(index_dir, staging, version, manifest)
+
+
+def _live_next_id(prev: Previous | None) -> int:
+    """The next id a living index would hand out (0 when the version never was one)."""
+    if prev is None or not (prev.version.path / LIVE_STATE).is_file():
+        return 0
+    return int(json.loads((prev.version.path / LIVE_STATE).read_text())["next_id"])
+
+
+def _keep_uploads(scan: ScanResult, prev: Previous | None, index_dir: Path) -> None:
+    """Images uploaded into a living index are not in the folder: an update keeps them."""
+    if prev is None:
+        return
+    for rel, r in prev.by_path.items():
+        if is_media_path(rel) and (p := media_file(index_dir, rel)) is not None:
+            extra = json.loads(r["extra"])
+            scan.entries.append(Entry(rel, p, r["caption"], extra, r["size"], r["mtime_ns"]))
+    scan.entries.sort(key=lambda e: e.rel)
 
 
 def _carry_texts(prev: Previous | None, staging: Path) -> dict[str, Any]:
@@ -255,7 +285,7 @@ def _previous(index_dir: Path, enc: Encoder) -> Previous | None:
     except IndexOpenError as e:
         log.warning("the live version cannot be opened (%s): re-encoding everything", e)
         return None
-    cols = "id, row, path, sha256, size, mtime_ns, width, height"
+    cols = "id, row, path, sha256, size, mtime_ns, width, height, caption, extra"
     by_path = {r["path"]: dict(r) for r in v._db().execute(f"SELECT {cols} FROM items")}
     same_model = v.fingerprint == enc.fingerprint
     if not same_model:
@@ -264,6 +294,26 @@ def _previous(index_dir: Path, enc: Encoder) -> Previous | None:
         )
     vectors = np.load(v.path / "vectors.npy", mmap_mode="r") if same_model else None
     return Previous(version=v, by_path=by_path, vectors=vectors)
+
+
+def _unchanged(plan: Plan, prev: Previous, scan: ScanResult) -> bool:
+    """True when publishing `plan` would give the live version again (same model, corpus root,
+    items, contents, captions and metadata): an update then publishes nothing."""
+    if prev.vectors is None or str(scan.root) != prev.version.manifest.root:
+        return False
+    if len(plan.items) != len(prev.by_path):
+        return False
+    for it in plan.items:
+        r = prev.by_path.get(it.entry.rel)
+        if r is None or (int(r["id"]), r["sha256"], r["caption"]) != (
+            it.id,
+            it.entry.sha256,
+            it.entry.caption,
+        ):
+            return False
+        if json.loads(r["extra"]) != (it.entry.extra or {}):
+            return False
+    return True
 
 
 def hash_scanned(scanned: list, prev: Previous | None, progress: bool) -> tuple[list, list]:

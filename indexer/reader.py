@@ -15,10 +15,11 @@ from ._search import check_queries
 from .errors import IndexOpenError
 from .faiss_build import searcher_for
 from .manifest import Manifest, version_dir
+from .media import is_media_path, media_file
 from .ondisk_format import read_ondisk_index
 from .publish import sha256_file
 from .resolve import check_model
-from .store import ITEM_COLUMNS, connect_readonly, filter_sql, row_to_item
+from .store import ITEM_COLUMNS, connect_readonly, filter_sql, iter_items, row_to_item
 from .types import Hit, Item, TextHit
 
 log = logging.getLogger(__name__)
@@ -92,6 +93,7 @@ class IndexVersion:
             )
         if index.ntotal != self.count or len(ids) != self.count:
             raise IndexOpenError(f"{path}: item count differs between files")
+        self._ids = ids  # sorted
         self._searcher = searcher_for(
             index,
             vectors,
@@ -215,11 +217,35 @@ class IndexVersion:
             return None
         return np.asarray(self._searcher.vectors[row[0]], dtype=np.float32)
 
+    def contains(self, ids: np.ndarray) -> np.ndarray:
+        """Which of `ids` are items of this version (bool array)."""
+        ids = np.asarray(ids, dtype=np.int64)
+        pos = np.searchsorted(self._ids, ids)
+        pos[pos >= len(self._ids)] = 0
+        return (self._ids[pos] == ids) if len(self._ids) else np.zeros(len(ids), bool)
+
+    def ids_with_sha(self, sha256: str) -> list[int]:
+        rows = self._db().execute("SELECT id FROM items WHERE sha256 = ? ORDER BY id", (sha256,))
+        return [int(r[0]) for r in rows]
+
+    def item_with_path(self, path: str) -> Item | None:
+        r = self._db().execute(f"SELECT {ITEM_COLUMNS} FROM items WHERE path = ?", (path,))
+        row = r.fetchone()
+        return row_to_item(row) if row else None
+
+    def rows(self):
+        """Every item row (columns of `store.iter_items`, with `row` and `mtime_ns`), by id."""
+        return iter_items(self._db())
+
     def image_path(self, item_id: int) -> Path | None:
-        """The item's file, only if it resolves (symlinks included) inside the corpus root."""
+        """The item's file, only if it resolves (symlinks included) inside the corpus root
+        (an uploaded image: inside the index's media folder)."""
         item = self.get_item(item_id)
         if item is None:
             return None
+        if is_media_path(item.path):
+            p = media_file(self.path.parent.parent, item.path)
+            return p if p is not None and p.is_file() else None
         root = self.root.resolve()
         try:
             p = (root / item.path).resolve(strict=True)

@@ -75,6 +75,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     _register_info(isub)
     _register_texts(isub)
     _register_ondisk(isub)
+    _register_watch(isub)
     _register_search(sub)
 
 
@@ -87,7 +88,7 @@ def _model_args(p: argparse.ArgumentParser, default: str | None, default_help: s
         "--model",
         default=default,
         metavar="SPEC",
-        help=f"starter, hf:<hub id or dir>, or a checkpoint dir (default: {default_help})",
+        help=f"model spec, any form `clipsearch model list` shows (default: {default_help})",
     )
     p.add_argument("--device", default=None, help="cpu, cuda … (default: CUDA if present)")
     add_backend_arg(p)
@@ -171,6 +172,32 @@ def _register_ondisk(isub: argparse._SubParsersAction) -> None:
     o.add_argument("--shards", type=int, default=None, help="row shards built in parallel")
     o.add_argument("--workers", type=int, default=None, help="shards built at once")
     o.set_defaults(func=cmd_ondisk)
+
+
+WATCH_EPILOG = """examples:
+  clipsearch index watch photos/ --index idx/
+  clipsearch index watch photos/ --index idx/ --interval 5
+  clipsearch index watch photos/ --index idx/ --once     (one pass, then exit)
+
+DIR is the folder the index was built from. New files are added, changed ones re-encoded under
+their id, moved ones keep their id, deleted ones are deleted: through the index's write-ahead
+log, folded into new versions in the background. One writer per index (not beside a
+--writable server)."""
+
+
+def _register_watch(isub: argparse._SubParsersAction) -> None:
+    w = isub.add_parser(
+        "watch", help="follow a folder into the index (adds, edits, moves, deletes)",
+        formatter_class=FMT, epilog=WATCH_EPILOG,
+    )  # fmt: skip
+    w.add_argument("folder", metavar="DIR", help="the index's corpus folder")
+    _index_arg(w)
+    _model_args(w, None, "the live version's model")
+    w.add_argument(
+        "--interval", type=float, default=2.0, metavar="S", help="seconds between passes"
+    )
+    w.add_argument("--once", action="store_true", help="one pass, fold it in, and exit")
+    w.set_defaults(func=cmd_watch)
 
 
 def _register_search(sub: argparse._SubParsersAction) -> None:
@@ -281,6 +308,46 @@ def _ray_runner(args: argparse.Namespace):
     return functools.partial(
         ray_build_index, mode=args.mode, ray=RayOptions(address=args.ray_address)
     )
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    import threading
+
+    from indexer.live import CompactOptions, Compactor, LiveIndex, compact
+    from indexer.live.watch import FolderWatcher
+    from indexer.recall import recall_queries
+
+    if args.interval <= 0:
+        fail("--interval must be more than 0")
+    if not Path(args.folder).is_dir():
+        fail(f"{args.folder}: no such folder")
+    enc = _index_encoder(args.index, args)
+    live = LiveIndex.open(args.index, expected_fingerprint=enc.fingerprint)
+    try:
+        try:
+            watcher = FolderWatcher(live, Path(args.folder), enc)
+        except ValueError as e:
+            fail(str(e))
+        queries = lambda: recall_queries(enc)  # noqa: E731
+        if args.once:
+            _report_pass(watcher.sync())
+            out(compact(live, queries) or live.base.id)
+            return 0
+        compactor = Compactor(live, queries, CompactOptions()).start()
+        info(f"watching {args.folder} (Ctrl-C to stop)")
+        try:
+            watcher.run(args.interval, threading.Event(), _report_pass)
+        finally:
+            compactor.close()
+    finally:
+        live.close()
+    return 0
+
+
+def _report_pass(rep) -> None:
+    if rep.any() or rep.failed:
+        info(f"added {rep.added}, changed {rep.changed}, moved {rep.moved}, "
+             f"deleted {rep.deleted}, failed {rep.failed}")  # fmt: skip
 
 
 def cmd_info(args: argparse.Namespace) -> int:

@@ -5,25 +5,20 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from .. import query
-from ..bodies import read_body
+from ..bodies import FormSpec, read_body
 from ..deps import EngineDep
 from ..limits import decode_b64
 from ..schemas import EmbedRequest, EmbedResponse, error_responses
-from ._openapi import FILE, body
+from ._openapi import body_placeholder
 
 router = APIRouter(tags=["embed"])
 
-OPENAPI = body(
-    EmbedRequest,
-    {
-        "texts": {"texts": ["a red car", "a bicycle"]},
-        "images": {"images_b64": ["<base64 bytes>"], "texts": ["a cat"]},
-    },
-    {
-        "images": {"type": "array", "items": FILE},
-        "texts": {"type": "array", "items": {"type": "string"}},
-    },
-    {"upload": {"images": ["<file>", "<file>"], "texts": ["a cat"]}},
+FORM = FormSpec(
+    file_field="images",
+    multiple_files=True,
+    lists=("texts",),
+    json_only=("images_b64",),
+    plain=("texts",),
 )
 
 
@@ -31,17 +26,10 @@ OPENAPI = body(
     "/embed",
     response_model=EmbedResponse,
     responses=error_responses(401, 413, 415, 422, 503),
-    openapi_extra=OPENAPI,
+    openapi_extra=body_placeholder("embed"),
 )
 async def embed(request: Request, engine: EngineDep) -> EmbedResponse:
     """Embed texts and/or images into the model's space (unit vectors)."""
-    req, files = await read_body(
-        request,
-        EmbedRequest,
-        json_fields=("texts",),
-        list_fields=("texts",),
-        file_field="images",
-        multiple_files=True,
-    )
+    req, files = await read_body(request, EmbedRequest, FORM)
     images = [decode_b64(b, f"images_b64[{i}]") for i, b in enumerate(req.images_b64)] + files
     return await query.embed(engine, req.texts, images)

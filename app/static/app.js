@@ -2,15 +2,35 @@
 "use strict";
 
 const K = 24;
+const KEY_STORE = "clipsearch-api-key"; // session storage: gone when the tab closes
 const $ = (id) => document.getElementById(id);
-const state = { hits: new Map(), current: null, info: null };
+// `page`: how to fetch the next page of the results on screen (null: no more).
+const state = { hits: new Map(), current: null, info: null, page: null, loadingMore: false };
+
+function apiKey() {
+  return sessionStorage.getItem(KEY_STORE) || "";
+}
+
+function authHeaders() {
+  const key = apiKey();
+  return key ? { "X-API-Key": key } : {};
+}
+
+const KEY_NEEDED =
+  "This server needs an API key: enter it in the “API key” field at the top and press “Use key”.";
+
+function askForKey(wrong) {
+  $("key-form").classList.add("needed");
+  $("api-key").focus();
+  return new Error(wrong ? "The API key was not accepted: check it and enter it again." : KEY_NEEDED);
+}
 
 async function api(path, body) {
-  const init = { method: body ? "POST" : "GET" };
+  const init = { method: body ? "POST" : "GET", headers: authHeaders() };
   if (body instanceof FormData) init.body = body;
   else if (body) {
     init.body = JSON.stringify(body);
-    init.headers = { "Content-Type": "application/json" };
+    init.headers["Content-Type"] = "application/json";
   }
   let res;
   try {
@@ -18,12 +38,37 @@ async function api(path, body) {
   } catch (err) {
     throw new Error("The server cannot be reached. Is clipsearch still running?");
   }
+  if (res.status === 401) throw askForKey(Boolean(apiKey()));
   const data = await res.json().catch(() => null);
   if (!res.ok) {
     const msg = data && data.error ? data.error.message : `The server answered ${res.status}.`;
     throw new Error(msg);
   }
   return data;
+}
+
+// An <img> cannot send a header: with a key, images are fetched and shown from a blob.
+const blobUrls = new Set();
+
+async function showImage(img, url) {
+  if (!apiKey()) {
+    img.src = url;
+    return;
+  }
+  try {
+    const res = await fetch(url, { headers: authHeaders() });
+    if (!res.ok) return;
+    const blobUrl = URL.createObjectURL(await res.blob());
+    blobUrls.add(blobUrl);
+    img.src = blobUrl;
+  } catch (err) {
+    // the grid keeps its placeholder; the search itself reported any real problem
+  }
+}
+
+function releaseImages() {
+  for (const url of blobUrls) URL.revokeObjectURL(url);
+  blobUrls.clear();
 }
 
 function showMessage(text) {
@@ -41,12 +86,15 @@ function fmtScore(s) {
   return s.toFixed(3);
 }
 
-function renderHits(title, hits) {
+function renderHits(title, hits, append) {
   const grid = $("grid");
-  grid.replaceChildren();
-  state.hits.clear();
-  $("results-title").hidden = false;
-  $("results-title").textContent = hits.length ? title : `${title}: no matches`;
+  if (!append) {
+    grid.replaceChildren();
+    state.hits.clear();
+    releaseImages();
+    $("results-title").hidden = false;
+    $("results-title").textContent = hits.length ? title : `${title}: no matches`;
+  }
   for (const hit of hits) {
     state.hits.set(hit.id, hit);
     const li = document.createElement("li");
@@ -55,7 +103,7 @@ function renderHits(title, hits) {
     li.dataset.id = hit.id;
     li.setAttribute("aria-label", `${hit.path}, score ${fmtScore(hit.score)}. Press Enter for details.`);
     const img = document.createElement("img");
-    img.src = hit.thumbnail_url;
+    showImage(img, hit.thumbnail_url);
     img.alt = hit.caption || hit.path;
     img.decoding = "async";
     const info = document.createElement("div");
@@ -88,12 +136,16 @@ function renderHits(title, hits) {
   }
 }
 
+// `request(offset)` fetches one page; the next page starts at the answer's next_offset.
 async function runSearch(title, request) {
   showMessage("");
   setLoading(true);
+  state.page = null;
+  $("more").hidden = true;
   try {
-    const data = await request();
-    renderHits(title, data.hits);
+    const data = await request(0);
+    renderHits(title, data.hits, false);
+    setNextPage(request, data);
     return data;
   } catch (err) {
     showMessage(err.message);
@@ -102,16 +154,46 @@ async function runSearch(title, request) {
   }
 }
 
+function setNextPage(request, data) {
+  state.page = data.next_offset == null ? null : { request, offset: data.next_offset };
+  $("more").hidden = state.page === null;
+}
+
+async function loadMore() {
+  if (!state.page || state.loadingMore) return;
+  const { request, offset } = state.page;
+  state.loadingMore = true;
+  $("more").textContent = "Loading…";
+  try {
+    const data = await request(offset);
+    renderHits("", data.hits, true);
+    setNextPage(request, data);
+  } catch (err) {
+    showMessage(err.message);
+  } finally {
+    state.loadingMore = false;
+    $("more").textContent = "Load more";
+  }
+}
+
 function searchText(text) {
   $("query-view").hidden = true;
-  return runSearch(`Images for “${text}”`, () => api("/search", { text, k: K }));
+  return runSearch(`Images for “${text}”`, (offset) => api("/search", { text, k: K, offset }));
 }
 
 function searchSimilar(hit) {
   closeDetails();
   $("query-view").hidden = true;
   $("query").value = "";
-  return runSearch(`More like ${hit.path}`, () => api("/search", { image_id: hit.id, k: K }));
+  const body = (offset) => ({ image_id: hit.id, k: K, offset });
+  return runSearch(`More like ${hit.path}`, (offset) => api("/search", body(offset)));
+}
+
+function imageForm(file, fields) {
+  const form = new FormData();
+  form.append("image", file);
+  for (const [k, v] of Object.entries(fields)) form.append(k, String(v));
+  return form;
 }
 
 async function searchImage(file) {
@@ -125,22 +207,16 @@ async function searchImage(file) {
   if (preview.src.startsWith("blob:")) URL.revokeObjectURL(preview.src);
   preview.src = URL.createObjectURL(file);
   $("captions").replaceChildren();
-  const form = new FormData();
-  form.append("image", file);
-  form.append("k", String(K));
-  const data = await runSearch(`Images like ${file.name}`, () => api("/search", form));
+  const page = (offset) => api("/search", imageForm(file, { k: K, offset }));
+  const data = await runSearch(`Images like ${file.name}`, page);
   if (!data) {
     $("query-view").hidden = true;
     return;
   }
   $("query-view").hidden = false;
   if (state.info && state.info.has_texts) {
-    const textForm = new FormData();
-    textForm.append("image", file);
-    textForm.append("k", "5");
-    textForm.append("target", "texts");
     try {
-      const texts = await api("/search", textForm);
+      const texts = await api("/search", imageForm(file, { k: 5, target: "texts" }));
       renderCaptions(texts.hits);
     } catch (err) {
       renderCaptions([], err.message);
@@ -171,7 +247,7 @@ function renderCaptions(hits, note) {
 
 function openDetails(hit) {
   state.current = hit;
-  $("details-image").src = hit.url;
+  showImage($("details-image"), hit.url);
   $("details-image").alt = hit.caption || hit.path;
   $("details-title").textContent = hit.path;
   const meta = $("details-meta");
@@ -247,7 +323,12 @@ async function loadStatus() {
     $("status").textContent =
       `${info.count.toLocaleString()} images · model ${info.model} · index ${info.index_version}`;
   } catch (err) {
-    $("status").textContent = `not ready: ${err.message}`;
+    if ($("key-form").classList.contains("needed")) {
+      $("status").textContent = "API key needed";
+      showMessage(err.message);
+    } else {
+      $("status").textContent = `not ready: ${err.message}`;
+    }
   }
 }
 
@@ -280,6 +361,30 @@ function wireDropZone() {
   });
 }
 
+function wireKey() {
+  $("api-key").value = apiKey();
+  $("key-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const key = $("api-key").value.trim();
+    if (key) sessionStorage.setItem(KEY_STORE, key);
+    else sessionStorage.removeItem(KEY_STORE);
+    $("key-form").classList.remove("needed");
+    showMessage("");
+    loadStatus();
+  });
+}
+
+function wireMore() {
+  $("more").addEventListener("click", loadMore);
+  // Scrolling to the end of the results loads the next page too.
+  if ("IntersectionObserver" in window) {
+    const seen = new IntersectionObserver((entries) => {
+      if (entries.some((e) => e.isIntersecting)) loadMore();
+    });
+    seen.observe($("more"));
+  }
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   $("text-form").addEventListener("submit", (ev) => {
     ev.preventDefault();
@@ -293,5 +398,7 @@ document.addEventListener("DOMContentLoaded", () => {
   $("details-more").addEventListener("click", () => state.current && searchSimilar(state.current));
   $("classify-form").addEventListener("submit", classify);
   wireDropZone();
+  wireKey();
+  wireMore();
   loadStatus();
 });

@@ -118,7 +118,7 @@ def test_malformed_bodies_are_4xx(client):
     assert error_of(client.post("/search", json={"image_b64": "***"}), 422) == "invalid_base64"
     assert error_of(client.post("/search", json={"text": "a", "target": "videos"}), 422)
     r = client.post("/search", data={"embedding": "[1, 2", "k": "5"})
-    assert error_of(r, 422) == "invalid_json"
+    assert error_of(r, 422) == "validation_error"  # vectors go as JSON, the message says
 
 
 def test_unknown_ids_are_404(client):

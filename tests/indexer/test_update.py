@@ -51,11 +51,11 @@ def test_update_encodes_only_new_files(photos_dir, tmp_path, starter_encoder):
     # no change at all: nothing encoded, nothing re-read
     again = update_index(src, idx, starter_encoder, workers=0, progress=False)
     assert again.encoded == 0 and again.items == 6 and again.added == 0
-    # a changed file (same path, new content) is re-encoded and gets a new id
+    # a changed file (same path, new content) is re-encoded and keeps its id (its links stay)
     (src / "cat.jpg").write_bytes(jpeg_bytes(sample_photo("cat").resize((300, 200))))
     changed = update_index(src, idx, starter_encoder, workers=0, progress=False)
     assert changed.encoded == 1 and changed.changed == 1
-    assert _paths_to_ids(idx)["cat.jpg"] not in after.values()
+    assert _paths_to_ids(idx)["cat.jpg"] == after["cat.jpg"]
 
 
 def test_texts_corpus_and_cli_update(photos_dir, tmp_path, starter_encoder):

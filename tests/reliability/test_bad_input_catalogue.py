@@ -3,7 +3,10 @@ gets its documented status and the one error shape, and odd-but-valid images mus
 
 from __future__ import annotations
 
+import base64
 import io
+import math
+import re
 import time
 
 import numpy as np
@@ -12,7 +15,13 @@ from PIL import Image
 
 from tests.app.conftest import make_client, wait_ready
 from tests.reliability.conftest import error_code
-from tests.utils.images import exif_rotated_jpeg, jpeg_bytes, png_bytes, sample_photo
+from tests.utils.images import (
+    exif_rotated_jpeg,
+    huge_png_header,
+    jpeg_bytes,
+    png_bytes,
+    sample_photo,
+)
 
 API_KEY = "s3cret-api-key-0123456789"
 
@@ -235,13 +244,15 @@ def test_wrong_json_types_and_extra_fields_are_422(client, route, body):
     assert error_code(client.post(route, json=body), 422)
 
 
-def test_zero_and_subnormal_vectors_are_422(client, dim):
-    for vec in ([0.0] * dim, [1e-45] * dim, [-0.0] * dim):
+def test_zero_vectors_are_422_and_tiny_ones_are_a_direction(client, dim):
+    for vec in ([0.0] * dim, [-0.0] * dim):
         assert error_code(client.post("/search", json={"embedding": vec}), 422) == "zero_query"
+    for vec in ([1e-45] * dim, [5e-324] + [0.0] * (dim - 1)):  # the schema's "not all zeros"
+        assert client.post("/search", json={"embedding": vec}).status_code == 200
     r = client.post("/search", json={"terms": [{"embedding": [0.0] * dim, "weight": 2}]})
     assert error_code(r, 422) == "zero_query"
     r = client.post("/search", json={"terms": [{"text": "a cat", "weight": 0}]})
-    assert error_code(r, 422) == "zero_query"
+    assert "weight: 0 would drop the term" in message_of(r, 422)
 
 
 # --- filenames -------------------------------------------------------------------------------
@@ -313,3 +324,170 @@ def test_api_key_comparison_is_constant_time():
     assert _key_matches(secret, expected)
     ratio = best(late) / best(early)
     assert 0.33 < ratio < 3.0, ratio
+
+
+# --- issue 14: the mistakes people make, each with an answer that says what to do -------------
+
+
+def message_of(r, status: int) -> str:
+    error_code(r, status)
+    return r.json()["error"]["message"]
+
+
+def test_empty_labels_string_names_the_two_forms(client, dim):
+    r = client.post("/classify", json={"image_id": "1", "labels": ""})
+    msg = message_of(r, 422)
+    assert "labels" in msg
+
+
+def test_placeholder_base64_names_the_field(client):
+    r = client.post("/embed", json={"images_b64": ["<base64 JPEG/PNG bytes>"]})
+    assert error_code(r, 422) == "invalid_base64"
+    assert "images_b64[0]" in r.json()["error"]["message"]
+
+
+def test_empty_embed_body_names_both_fields(client):
+    msg = message_of(client.post("/embed", json={}), 422)
+    assert "texts" in msg and "images_b64" in msg
+
+
+def test_two_query_forms_name_both(client):
+    r = client.post("/search", json={"image_id": "1", "terms": [{"text": "a cat"}]})
+    assert error_code(r, 422) == "invalid_query"
+    msg = r.json()["error"]["message"]
+    assert "exactly one" in msg and "image_id, terms" in msg
+
+
+def test_repeated_and_comma_separated_labels_both_count(client):
+    cat = png_bytes(sample_photo("cat").convert("RGB").resize((96, 64)))
+    image = {"image": ("cat.png", cat, "image/png")}
+    repeated = client.post("/classify", files=[("image", image["image"]),
+                                               ("labels", (None, "a cat")),
+                                               ("labels", (None, "a dog"))])  # fmt: skip
+    assert repeated.status_code == 200, repeated.text
+    labels = [x["label"] for x in repeated.json()["labels"]]
+    assert sorted(labels) == ["a cat", "a dog"]
+    comma = client.post("/classify", files=image, data={"labels": "a cat, a dog"})
+    assert [x["label"] for x in comma.json()["labels"]] == labels
+    listed = client.post("/classify", json={"image_b64": base64.b64encode(cat).decode(),
+                                            "labels": ["a cat", "a dog"]})  # fmt: skip
+    assert [x["label"] for x in listed.json()["labels"]] == labels
+
+
+def test_json_sent_as_a_form_says_to_set_the_content_type(client):
+    # what `curl -d '{"text": "a cat", "k": 2}'` sends
+    r = client.post(
+        "/search",
+        content=b'{"text": "a cat", "k": 2}',
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert error_code(r, 415) == "json_sent_as_form"
+    assert "Content-Type: application/json" in r.json()["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("body", "hint"),
+    [({"query": "a cat"}, "did you mean text?"), ({"text": "a", "top_k": 3}, "did you mean k?")],
+)
+def test_unknown_field_names_the_right_one(client, body, hint):
+    msg = message_of(client.post("/search", json=body), 422)
+    assert hint in msg and "SearchRequest takes text" in msg
+
+
+def test_file_in_the_wrong_field_says_image(client):
+    cat = png_bytes(sample_photo("cat").convert("RGB").resize((64, 64)))
+    r = client.post("/search", files={"file": ("cat.png", cat, "image/png")})
+    msg = message_of(r, 422)
+    assert "-F image=@" in msg
+
+
+def test_form_filter_takes_key_value_and_shows_the_form_when_wrong(client):
+    cat = png_bytes(sample_photo("cat").convert("RGB").resize((64, 64)))
+    files = {"image": ("cat.png", cat, "image/png")}
+    ok = client.post("/search", files=files, data={"where": "color=red"})
+    assert ok.status_code == 200 and ok.json()["hits"] == []  # no item has a color
+    msg = message_of(client.post("/search", files=files, data={"where": "color"}), 422)
+    assert "where=color=red" in msg
+
+
+def test_get_on_search_says_post(client):
+    r = client.get("/search")
+    assert error_code(r, 405) == "method_not_allowed"
+    assert "use POST" in r.json()["error"]["message"] and r.headers["allow"] == "POST"
+
+
+def test_json_types_are_strict_and_say_how_to_write_them(client):
+    msg = message_of(client.post("/search", json={"image_id": 42}), 422)
+    assert "send a JSON string" in msg and '"42"' in msg
+    msg = message_of(client.post("/search", json={"text": "a cat", "k": "5"}), 422)
+    assert "send a JSON number" in msg
+    assert client.post("/search", json={"text": "a cat", "k": 5.0}).status_code == 200
+
+
+def test_offset_pages_through_images_and_texts(client):
+    full = client.post("/search", json={"text": "a cat", "k": 5}).json()
+    page1 = client.post("/search", json={"text": "a cat", "k": 2}).json()
+    page2 = client.post("/search", json={"text": "a cat", "k": 2, "offset": 2}).json()
+    last = client.post("/search", json={"text": "a cat", "k": 2, "offset": 4}).json()
+    ids = [h["id"] for h in full["hits"]]
+    assert [h["id"] for h in page1["hits"] + page2["hits"] + last["hits"]] == ids
+    assert (page1["next_offset"], page2["next_offset"], last["next_offset"]) == (2, 4, None)
+    texts = client.post("/search", json={"text": "a cat", "target": "texts", "k": 5}).json()
+    t2 = client.post("/search", json={"text": "a cat", "target": "texts", "k": 2, "offset": 2})
+    assert [h["id"] for h in t2.json()["hits"]] == [h["id"] for h in texts["hits"][2:4]]
+
+
+def test_offset_beyond_the_limit_is_422(client):
+    r = client.post("/search", json={"text": "a cat", "offset": 10_001})
+    assert error_code(r, 422) == "validation_error"
+
+
+def test_one_pixel_cap_one_message(client):
+    cap = client.app.state.settings.max_image_pixels
+    side = math.isqrt(cap) + 1
+    too_big = huge_png_header(30000, 30000)  # 900 MP: above Pillow's own guard too
+    over_cap = huge_png_header(side, side)  # just over the server's cap
+    msgs = set()
+    for data in (too_big, over_cap):
+        r = client.post("/search", files={"image": ("big.png", data, "image/png")})
+        assert error_code(r, 422) == "image_too_large"
+        msgs.add(r.json()["error"]["message"])
+        r = client.post("/embed", json={"images_b64": [base64.b64encode(data).decode()]})
+        msgs.add(message_of(r, 422))
+    assert len(msgs) == 1, msgs
+    assert f"{cap:,} pixels" in msgs.pop()
+
+
+def test_what_the_indexer_accepted_the_server_shows(tmp_path, starter_encoder):
+    """An image over the server's upload cap that the indexer accepted: its thumbnail and file
+    are served, while an upload of the same file gets the one pixel-cap message."""
+    from indexer import build_index
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    Image.new("RGB", (4000, 4000), (90, 140, 200)).save(corpus / "sky.png")
+    build_index(corpus, tmp_path / "index", starter_encoder, progress=False)
+    with make_client(tmp_path / "index", starter_encoder, max_image_pixels=10_000_000) as c:
+        wait_ready(c)
+        hit = c.post("/search", json={"text": "the sky", "k": 1}).json()["hits"][0]
+        assert (hit["width"], hit["height"]) == (4000, 4000)
+        thumb = c.get(hit["thumbnail_url"])
+        assert thumb.status_code == 200, thumb.text
+        assert max(Image.open(io.BytesIO(thumb.content)).size) <= 256
+        assert c.get(hit["url"]).status_code == 200
+        data = (corpus / "sky.png").read_bytes()
+        r = c.post("/search", files={"image": ("sky.png", data, "image/png")})
+        assert "10,000,000 pixels" in message_of(r, 422)
+
+
+def test_docs_page_loads_nothing_from_another_host(client):
+    html = client.get("/docs").text
+    assert "swagger-ui-bundle.js" in html
+    assert not re.search(r"""(src|href)=["']?(https?:)?//""", html), html
+    for asset in re.findall(r"""(?:src|href)=["']?(/[^"' >]+)""", html):
+        assert client.get(asset).status_code == 200, asset
+
+
+def test_missing_key_says_which_header_to_send(keyed_client):
+    msg = message_of(keyed_client.post("/search", json={"text": "a cat"}), 401)
+    assert "X-API-Key" in msg and "Bearer" in msg

@@ -2,7 +2,8 @@
 /readyz says 503 until it is ready; on SIGTERM the listener closes at once (no new request, so no
 readiness probe, gets through), requests already in flight complete with 200, and the process
 exits cleanly within uvicorn's graceful timeout (10 s). A request still running when that
-timeout ends is cancelled by uvicorn (500): the timeout bounds shutdown, not request latency."""
+timeout ends is cancelled and answers 503 with Retry-After (never a 500): the timeout bounds
+shutdown, not request latency, and the client is told to retry elsewhere or later."""
 
 from __future__ import annotations
 
@@ -114,3 +115,55 @@ def test_startup_then_sigterm_with_requests_in_flight(photo_index):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_request_outliving_the_graceful_timeout_gets_503_with_retry_after(photo_index):
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    # /embed goes through the micro-batcher: thousands of distinct long texts keep a request
+    # busy far past the graceful timeout, batch by batch, and each batch is short.
+    proc = start_serve(photo_index, port, "--max-embed-items", "1000", "--max-queue", "10000")
+    results: list[httpx.Response | Exception] = []
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            assert proc.poll() is None, proc.stderr.read().decode()
+            assert time.monotonic() < deadline, "never became ready"
+            try:
+                if httpx.get(base + "/readyz", timeout=5).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+
+        def long_request(n: int) -> None:
+            texts = [f"request {n} text {i}: " + "a photo of a red car on a sunny street " * 20
+                     for i in range(1000)]  # fmt: skip
+            try:
+                with httpx.Client(base_url=base, timeout=120) as c:
+                    results.append(c.post("/embed", json={"texts": texts}))
+            except Exception as e:  # noqa: BLE001 - reported by the assertion below
+                results.append(e)
+
+        threads = [threading.Thread(target=long_request, args=(n,)) for n in range(3)]
+        for t in threads:
+            t.start()
+        time.sleep(2.0)  # all three are encoding
+        t_term = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        for t in threads:
+            t.join(timeout=90)
+        code = proc.wait(timeout=GRACEFUL_S + 20)
+        exited = time.monotonic() - t_term
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    stderr = proc.stderr.read().decode()[-3000:]
+    assert all(isinstance(r, httpx.Response) for r in results), (results, stderr)
+    assert [r.status_code for r in results] == [503] * 3, ([r.text for r in results], stderr)
+    for r in results:
+        assert r.headers["retry-after"] == "5"
+        assert r.json()["error"]["code"] == "shutting_down"
+    assert code in (0, -signal.SIGTERM), stderr
+    assert GRACEFUL_S - 1 < exited < GRACEFUL_S + 8, exited
