@@ -9,11 +9,11 @@ import os
 import sys
 from collections.abc import Sequence
 
-from . import demo_cmd, index_cmds, model_cmds, serve_cmd, train_cmds
+from . import demo_cmd, index_cmds, interop_cmds, model_cmds, serve_cmd, train_cmds
 from ._output import fail
 
 # Each module exposes register(subparsers); order here is the order in `clipsearch --help`.
-COMMAND_MODULES = [model_cmds, index_cmds, serve_cmd, demo_cmd, train_cmds]
+COMMAND_MODULES = [model_cmds, index_cmds, interop_cmds, serve_cmd, demo_cmd, train_cmds]
 
 EPILOG = """examples:
   clipsearch demo                                build a demo index and serve the web page

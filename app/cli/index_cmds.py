@@ -8,6 +8,7 @@ from typing import Any
 
 from indexer.types import MAX_K  # a plain constant: loads neither torch nor faiss
 
+from . import interop_cmds
 from ._output import emit_json, fail, info, out
 from .model_cmds import add_backend_arg
 
@@ -76,6 +77,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     _register_texts(isub)
     _register_ondisk(isub)
     _register_watch(isub)
+    interop_cmds.register_index_actions(isub)
     _register_search(sub)
 
 
