@@ -439,6 +439,11 @@ class SearchEngine:
             hits = v.search(probe, 1)[0]
         return str(hits[0].item.id) if hits else None
 
+    @property
+    def writable(self) -> bool:
+        """Accepts POST /images and DELETE /images/{id} (a read-only replica follows only)."""
+        return self.settings.writable and self.live is not None
+
     def queued(self) -> int:
         return sum(b.queued for b in (self._text_batcher, self._image_batcher) if b is not None)
 
@@ -454,6 +459,7 @@ class SearchEngine:
             "count": v.count,
             "factory": v.factory,
             "has_texts": v.has_texts,
+            "writable": self.writable,
             "live": self.live.stats() if self.live is not None else None,
             "memory": process_memory(v.path),
             "batching": {

@@ -1,11 +1,13 @@
 """Prometheus metrics in the text exposition format, written by hand (no client library):
-request counts by route and status, and latency histograms per request stage."""
+request counts by route and status, latency histograms per request stage, and the state of a
+living index (delta, tombstones, log size, last compaction, write latency)."""
 
 from __future__ import annotations
 
 import threading
 import time
 from collections import defaultdict
+from typing import Any
 
 # Seconds; covers a cache hit (sub-ms) up to a slow image upload.
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -116,3 +118,41 @@ class Metrics:
                 f"clipsearch_uptime_seconds {time.time() - self.started:.3f}",
             ]
         return "\n".join(lines) + "\n"
+
+
+def live_lines(stats: dict[str, Any], now: float) -> list[str]:
+    """A living index's state, from its `stats()` (GET /stats `live`), as Prometheus lines.
+
+    Write latency is a summary over the recent writes (log append + fsync: what a client waits
+    for); the end-to-end latency of a write request is in `clipsearch_request_seconds`."""
+    last = stats.get("last_compaction")
+    gauges = [
+        ("live_delta_items", "Items added or re-encoded since the published version.", "delta"),
+        ("live_tombstones", "Published items hidden by a delete or an edit.", "tombstones"),
+        ("live_pending_changes", "Log records not yet folded into a version.", "pending"),
+        ("live_log_bytes", "Size of the write-ahead log on disk.", "log_bytes"),
+    ]
+    lines = []
+    for name, help_, key in gauges:
+        lines += [f"# HELP clipsearch_{name} {help_}", f"# TYPE clipsearch_{name} gauge",
+                  f"clipsearch_{name} {stats.get(key) or 0:g}"]  # fmt: skip
+    lines += [
+        "# HELP clipsearch_live_last_compaction_timestamp_seconds Unix time of the last compaction"
+        " by this process (0: none yet).",
+        "# TYPE clipsearch_live_last_compaction_timestamp_seconds gauge",
+        f"clipsearch_live_last_compaction_timestamp_seconds {last or 0:.3f}",
+    ]
+    if last is not None:
+        lines += [
+            "# HELP clipsearch_live_seconds_since_compaction Seconds since the last compaction.",
+            "# TYPE clipsearch_live_seconds_since_compaction gauge",
+            f"clipsearch_live_seconds_since_compaction {max(0.0, now - last):.3f}",
+        ]
+    lines += [
+        "# HELP clipsearch_live_write_seconds Write latency (log append + fsync), recent writes.",
+        "# TYPE clipsearch_live_write_seconds summary",
+    ]
+    for q, key in (("0.5", "write_ms_p50"), ("0.99", "write_ms_p99")):
+        if stats.get(key) is not None:
+            lines.append(f'clipsearch_live_write_seconds{{quantile="{q}"}} {stats[key] / 1000:.6f}')
+    return lines

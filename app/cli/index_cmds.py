@@ -178,13 +178,15 @@ def _register_ondisk(isub: argparse._SubParsersAction) -> None:
 
 WATCH_EPILOG = """examples:
   clipsearch index watch photos/ --index idx/
-  clipsearch index watch photos/ --index idx/ --interval 5
+  clipsearch index watch photos/ --index idx/ --poll --interval 5   (a network mount)
   clipsearch index watch photos/ --index idx/ --once     (one pass, then exit)
 
 DIR is the folder the index was built from. New files are added, changed ones re-encoded under
 their id, moved ones keep their id, deleted ones are deleted: through the index's write-ahead
-log, folded into new versions in the background. One writer per index (not beside a
---writable server)."""
+log, folded into new versions in the background. Changes are noticed through the operating
+system's file events (watchfiles); --poll looks at the folder every --interval seconds instead,
+for folders whose events do not arrive (NFS, SMB, some container mounts). One writer per index
+(not beside a --writable server)."""
 
 
 def _register_watch(isub: argparse._SubParsersAction) -> None:
@@ -196,8 +198,10 @@ def _register_watch(isub: argparse._SubParsersAction) -> None:
     _index_arg(w)
     _model_args(w, None, "the live version's model")
     w.add_argument(
-        "--interval", type=float, default=2.0, metavar="S", help="seconds between passes"
-    )
+        "--interval", type=float, default=1.0, metavar="S",
+        help="seconds a burst of changes is gathered before its pass (with --poll: between looks)",
+    )  # fmt: skip
+    w.add_argument("--poll", action="store_true", help="poll the folder instead of file events")
     w.add_argument("--once", action="store_true", help="one pass, fold it in, and exit")
     w.set_defaults(func=cmd_watch)
 
@@ -338,7 +342,8 @@ def cmd_watch(args: argparse.Namespace) -> int:
         compactor = Compactor(live, queries, CompactOptions()).start()
         info(f"watching {args.folder} (Ctrl-C to stop)")
         try:
-            watcher.run(args.interval, threading.Event(), _report_pass)
+            watcher.run(threading.Event(), _report_pass, debounce_s=args.interval,
+                        force_polling=args.poll)  # fmt: skip
         finally:
             compactor.close()
     finally:

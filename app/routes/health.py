@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse
 
 from ..deps import EngineDep
+from ..metrics import live_lines
 from ..schemas import error_responses
 
 probes = APIRouter(tags=["health"])  # open even when an API key is set
@@ -28,6 +30,7 @@ async def readyz(engine: EngineDep) -> dict[str, Any]:
         "model": engine.model_spec,
         "backend": engine.backend,
         "index_version": engine.version.id,
+        "writable": engine.writable,
     }
 
 
@@ -39,11 +42,16 @@ async def stats(engine: EngineDep) -> dict[str, Any]:
 
 @router.get("/metrics", response_class=PlainTextResponse, responses=error_responses(401))
 async def metrics(request: Request) -> PlainTextResponse:
-    """Prometheus metrics: requests, latency per route and per stage, batch sizes, caches."""
+    """Prometheus metrics: requests, latency per route and per stage, batch sizes, caches, and a
+    living index's delta, tombstones, log size, last compaction and write latency."""
     m = request.app.state.metrics
     engine = getattr(request.app.state, "engine", None)
     m.set_gauge("ready", 1.0 if engine is not None else 0.0)
+    text = ""
     if engine is not None:
         m.set_gauge("index_items", engine.version.count)
         m.set_gauge("encoder_queue", engine.queued())
-    return PlainTextResponse(m.render(), media_type="text/plain; version=0.0.4")
+        m.set_gauge("writable", 1.0 if engine.writable else 0.0)
+        if engine.live is not None:
+            text = "\n".join(live_lines(engine.live.stats(), time.time())) + "\n"
+    return PlainTextResponse(m.render() + text, media_type="text/plain; version=0.0.4")

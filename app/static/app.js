@@ -25,8 +25,8 @@ function askForKey(wrong) {
   return new Error(wrong ? "The API key was not accepted: check it and enter it again." : KEY_NEEDED);
 }
 
-async function api(path, body) {
-  const init = { method: body ? "POST" : "GET", headers: authHeaders() };
+async function api(path, body, method) {
+  const init = { method: method || (body ? "POST" : "GET"), headers: authHeaders() };
   if (body instanceof FormData) init.body = body;
   else if (body) {
     init.body = JSON.stringify(body);
@@ -320,6 +320,7 @@ async function loadStatus() {
   try {
     const info = await api("/stats");
     state.info = info;
+    showWrites(Boolean(info.writable));
     $("status").textContent =
       `${info.count.toLocaleString()} images · model ${info.model} · index ${info.index_version}`;
   } catch (err) {
@@ -332,9 +333,100 @@ async function loadStatus() {
   }
 }
 
-function wireDropZone() {
-  const drop = $("drop");
-  const file = $("file");
+// -- writes: only shown when the server says it is writable (GET /stats `writable`) ------------
+const MAX_ADD = 64; // images per POST /images (the server's limit)
+
+function showWrites(on) {
+  $("add").hidden = !on;
+  $("details-delete").hidden = !on;
+}
+
+function errorOf(status, data) {
+  if (status === 401) return askForKey(Boolean(apiKey()));
+  return new Error(data && data.error ? data.error.message : `The server answered ${status}.`);
+}
+
+// XMLHttpRequest, not fetch: only it reports upload progress.
+function postImages(files, onProgress) {
+  return new Promise((resolve, reject) => {
+    const xhr = new XMLHttpRequest();
+    xhr.open("POST", "/images");
+    for (const [k, v] of Object.entries(authHeaders())) xhr.setRequestHeader(k, v);
+    xhr.responseType = "json";
+    xhr.upload.addEventListener("progress", (ev) => {
+      if (ev.lengthComputable) onProgress(ev.loaded / ev.total);
+    });
+    xhr.addEventListener("load", () => {
+      if (xhr.status === 201) resolve(xhr.response);
+      else reject(errorOf(xhr.status, xhr.response));
+    });
+    xhr.addEventListener("error", () => {
+      reject(new Error("The server cannot be reached. Is clipsearch still running?"));
+    });
+    const form = new FormData();
+    for (const f of files) form.append("image", f);
+    xhr.send(form);
+  });
+}
+
+function addedText(items) {
+  const dups = items.filter((it) => it.duplicate_of != null).length;
+  const fresh = items.length - dups;
+  const already = dups ? `; ${dups} already in the index` : "";
+  return `Added ${fresh} image${fresh === 1 ? "" : "s"}${already}. Search to find them.`;
+}
+
+async function addImages(files) {
+  const images = files.filter((f) => f.type.startsWith("image/"));
+  const skipped = files.length - images.length;
+  showMessage(skipped ? `Skipped ${skipped} file(s) that are not images.` : "");
+  if (!images.length) return;
+  const bar = $("add-progress");
+  const status = $("add-status");
+  bar.value = 0;
+  bar.hidden = false;
+  status.textContent = `Uploading ${images.length} image${images.length === 1 ? "" : "s"}…`;
+  const added = [];
+  try {
+    for (let i = 0; i < images.length; i += MAX_ADD) {
+      const chunk = images.slice(i, i + MAX_ADD);
+      const done = (f) => (bar.value = ((i + f * chunk.length) / images.length) * 100);
+      const data = await postImages(chunk, done);
+      added.push(...data.items);
+    }
+    status.textContent = addedText(added);
+    status.dataset.ids = added.map((it) => it.id).join(",");
+    loadStatus();
+  } catch (err) {
+    status.textContent = added.length ? addedText(added) : "";
+    showMessage(err.message);
+  } finally {
+    bar.hidden = true;
+  }
+}
+
+async function deleteCurrent() {
+  const hit = state.current;
+  if (!hit || !window.confirm(`Delete ${hit.path} from the index?`)) return;
+  closeDetails();
+  try {
+    await api(`/images/${encodeURIComponent(hit.id)}`, null, "DELETE");
+  } catch (err) {
+    showMessage(err.message);
+    return;
+  }
+  state.hits.delete(hit.id);
+  for (const card of $("grid").querySelectorAll(".card")) {
+    if (card.dataset.id === hit.id) card.remove();
+  }
+  $("add-status").textContent = `Deleted ${hit.path}.`;
+  loadStatus();
+}
+
+// A drop zone that is also a button: click, Enter or Space opens the file picker.
+function wireDropZone(dropId, inputId, onFiles) {
+  const drop = $(dropId);
+  const file = $(inputId);
   drop.addEventListener("click", () => file.click());
   drop.addEventListener("keydown", (ev) => {
     if (ev.key === "Enter" || ev.key === " ") {
@@ -343,7 +435,7 @@ function wireDropZone() {
     }
   });
   file.addEventListener("change", () => {
-    searchImage(file.files[0]);
+    onFiles([...file.files]);
     file.value = "";
   });
   for (const type of ["dragenter", "dragover"]) {
@@ -357,7 +449,7 @@ function wireDropZone() {
   }
   drop.addEventListener("drop", (ev) => {
     ev.preventDefault();
-    searchImage(ev.dataTransfer.files[0]);
+    onFiles([...ev.dataTransfer.files]);
   });
 }
 
@@ -397,7 +489,9 @@ document.addEventListener("DOMContentLoaded", () => {
   });
   $("details-more").addEventListener("click", () => state.current && searchSimilar(state.current));
   $("classify-form").addEventListener("submit", classify);
-  wireDropZone();
+  wireDropZone("drop", "file", (files) => searchImage(files[0]));
+  wireDropZone("add-drop", "add-files", addImages);
+  $("details-delete").addEventListener("click", deleteCurrent);
   wireKey();
   wireMore();
   loadStatus();

@@ -1,6 +1,12 @@
 """Following a folder into a living index: each pass scans the corpus root and writes what
 changed through the same write-ahead log as the HTTP writes. Created files are added, changed
-ones re-encoded under their id, moved ones keep their id, deleted ones are deleted."""
+ones re-encoded under their id, moved ones keep their id, deleted ones are deleted.
+
+`FolderWatcher.run` makes a pass at start, then one after each burst of file-system events
+(`watchfiles`: inotify, FSEvents, ReadDirectoryChangesW; polling only when asked, for folders
+whose events do not arrive, e.g. network or some container mounts). A pass rescans the whole
+folder (unchanged files are known by size and mtime, not re-hashed), so an event lost or
+coalesced by the OS costs nothing but a later pass."""
 
 from __future__ import annotations
 
@@ -96,14 +102,40 @@ class FolderWatcher:
 
     def run(
         self,
-        interval: float,
         stop: threading.Event,
         on_pass: Callable[[SyncReport], None] | None = None,
+        *,
+        debounce_s: float = 1.0,
+        force_polling: bool = False,
     ) -> None:
-        """Sync every `interval` seconds until `stop` is set."""
-        while True:
-            rep = self.sync()
-            if on_pass is not None:
-                on_pass(rep)
-            if stop.wait(interval):
-                return
+        """A pass once the watcher is up, then one per burst of changes, until `stop` is set.
+
+        `debounce_s`: the longest a burst is gathered before its pass (and, polling, the delay
+        between two looks at the folder)."""
+        from watchfiles import DefaultFilter, watch
+
+        if debounce_s <= 0:
+            raise ValueError("debounce_s must be more than 0")
+        ms = max(1, int(debounce_s * 1000))
+        changes = watch(
+            self.root,
+            watch_filter=DefaultFilter(ignore_paths=[str(Path(self.live.index_dir).resolve())]),
+            debounce=ms,
+            step=min(50, ms),
+            stop_event=stop,
+            rust_timeout=500,  # how often `stop` is looked at
+            yield_on_timeout=True,  # an empty batch: the watcher is up
+            force_polling=force_polling,
+            poll_delay_ms=ms,
+        )
+        first = True  # the first pass runs once the watcher is up: no change slips in between
+        for batch in changes:
+            if batch or first:
+                log.debug("%d file-system events", len(batch))
+                self._pass(on_pass)
+            first = False
+
+    def _pass(self, on_pass: Callable[[SyncReport], None] | None) -> None:
+        rep = self.sync()
+        if on_pass is not None:
+            on_pass(rep)

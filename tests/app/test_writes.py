@@ -174,3 +174,46 @@ def test_a_read_only_replica_follows_the_log(corpus_index, starter_encoder):
             assert new in ids and first not in ids
             assert r.get(f"/images/{first}").status_code == 404
             assert _upload(r, "astronaut").status_code == 403  # replicas do not write
+            assert r.get("/readyz").json()["writable"] is False
+            m = _samples(r.get("/metrics").text)  # the replica's view of the living index
+            assert m["clipsearch_writable"] == 0 and m["clipsearch_live_delta_items"] == 1
+
+
+def _samples(text: str) -> dict[str, float]:
+    """`name{labels}` → value of every sample line of a Prometheus text page."""
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            out[name] = float(value)
+    return out
+
+
+def test_metrics_show_the_living_index(corpus_index, starter_encoder):
+    _, idx = corpus_index
+    with make_client(idx, starter_encoder, warmup=False) as c:  # read-only: no live block
+        wait_ready(c)
+        assert c.get("/readyz").json()["writable"] is False
+        m = _samples(c.get("/metrics").text)
+        assert m["clipsearch_writable"] == 0 and "clipsearch_live_log_bytes" not in m
+    with make_client(idx, starter_encoder, warmup=False, writable=True) as c:
+        wait_ready(c)
+        assert c.get("/readyz").json()["writable"] is True
+        assert c.get("/stats").json()["writable"] is True
+        added = _upload(c, "rocket", "astronaut").json()["items"]
+        assert c.delete("/images/0").status_code == 200
+        text = c.get("/metrics").text
+        m = _samples(text)
+        assert m["clipsearch_writable"] == 1
+        assert m["clipsearch_live_delta_items"] == len(added) == 2
+        assert m["clipsearch_live_tombstones"] == 1 and m["clipsearch_live_pending_changes"] == 3
+        assert m["clipsearch_live_log_bytes"] > 0
+        assert m["clipsearch_live_last_compaction_timestamp_seconds"] == 0  # none yet
+        assert "clipsearch_live_seconds_since_compaction" not in m
+        assert "# TYPE clipsearch_live_write_seconds summary" in text
+        p50 = m['clipsearch_live_write_seconds{quantile="0.5"}']
+        assert 0 < p50 <= m['clipsearch_live_write_seconds{quantile="0.99"}'] < 10
+        assert compact(c.app.state.engine.live) is not None
+        m = _samples(c.get("/metrics").text)
+        assert m["clipsearch_live_delta_items"] == m["clipsearch_live_tombstones"] == 0
+        assert 0 <= m["clipsearch_live_seconds_since_compaction"] < 60

@@ -62,7 +62,7 @@ def test_compose_validates_with_docker_compose(tmp_path):
     exe = shutil.which("docker-compose")
     if exe is None:
         pytest.skip("docker-compose is not installed (apt-get install docker-compose)")
-    for profile in ([], ["--profile", "jobs"], ["--profile", "gpu"]):
+    for profile in ([], ["--profile", "jobs"], ["--profile", "gpu"], ["--profile", "live"]):
         r = subprocess.run(
             [exe, "-f", str(COMPOSE), *profile, "config", "-q"],
             capture_output=True,
@@ -91,6 +91,17 @@ def test_api_service_contract():
     assert index_mounts and all(v.endswith(":ro") for v in index_mounts)
     assert "replicas" in api["deploy"]
     assert "profiles" not in api  # `docker compose up` starts the api alone
+
+
+def test_one_writer_and_read_only_replicas_that_follow_it():
+    services = _compose()["services"]
+    api, writer = services["api"], services["writer"]
+    assert "CLIPSEARCH_RELOAD_POLL_S=2" in api["environment"]  # replicas follow the log
+    assert writer["profiles"] == ["live"] and "--writable" in writer["command"]
+    assert "CLIPSEARCH_WORKERS=1" in writer["environment"]
+    assert "deploy" not in writer  # never replicated: one writer per index
+    assert "indexes:/indexes" in writer["volumes"]  # read-write, unlike the api's
+    assert writer["healthcheck"] == api["healthcheck"]
 
 
 def test_jobs_are_one_shot_and_behind_profiles():
