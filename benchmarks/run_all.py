@@ -36,6 +36,8 @@ BENCHMARKS: list[tuple[str, list[str], list[str], int]] = [
     # 300k vectors keep a first run's index build near a minute; the ratios hardly depend on
     # the size (one IVF probe is well under a millisecond either way)
     ("service", ["--n", "300000"], [], 600),
+    # searches at c=16 while images are uploaded to a writable server (the living index)
+    ("live_writes", [], [], 600),
 ]
 DOC_BEGIN, DOC_END = "<!-- suite:begin -->", "<!-- suite:end -->"
 
