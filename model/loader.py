@@ -37,7 +37,9 @@ def load_encoder(
     backend: str = DEFAULT_BACKEND,
 ) -> Encoder:
     """Load a model by spec onto `device` (default: CUDA if available, else CPU). `backend`
-    "onnx"/"onnx-int8" runs both towers in ONNX Runtime on the CPU (exported once, cached).
+    "onnx"/"onnx-int8" runs both towers in ONNX Runtime on the CPU (exported once, cached);
+    "auto" (the default) does so for fp32 on a CPU when the export matches PyTorch's vectors, and
+    runs PyTorch otherwise and on CUDA. The encoder's `backend` names the one running.
 
     A relative directory in `spec` is resolved here, once: the encoder's `spec` (and so an index
     manifest's model) is absolute and loads the same model from any working directory.
@@ -62,12 +64,17 @@ def load_encoder(
         image_batch_size=image_batch_size,
         text_batch_size=text_batch_size,
     )
-    if backend == "torch":
+    if backend == "torch" or (backend == "auto" and dev.type != "cpu"):
+        # on CUDA PyTorch runs with fp16 autocast (model/device.py); ORT's CPU graphs can't
         enc.use_channels_last()
         return enc
-    from .onnx_backend import onnx_encoder
+    from .onnx_backend import auto_encoder, checked_onnx_encoder, onnx_encoder
 
-    return onnx_encoder(enc, int8=backend == "onnx-int8")
+    if backend == "auto":
+        return auto_encoder(enc)
+    if backend == "onnx":
+        return checked_onnx_encoder(enc)
+    return onnx_encoder(enc, int8=True)  # int8 vectors differ by design: no parity to check
 
 
 def _device_for(backend: str, device: str | torch.device | None) -> torch.device:
@@ -75,7 +82,7 @@ def _device_for(backend: str, device: str | torch.device | None) -> torch.device
 
     if backend not in BACKENDS:
         raise ModelSpecError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-    if backend == "torch":
+    if backend in ("torch", "auto"):
         return resolve_device(device)
     if device not in (None, "auto") and resolve_device(device).type != "cpu":
         raise ModelSpecError(f"the {backend} backend runs on the CPU, not {device}")
@@ -122,8 +129,13 @@ def _load_weights(kind: str, ref: str) -> tuple[Any, Any, PreprocessConfig, dict
 
 def absolute_spec(spec: str) -> str:
     """The spec with a relative directory (a checkpoint, an open_clip dir, `hf:` or
-    `open_clip:local-dir:`) made absolute; names and hub ids unchanged. Raises ModelSpecError
-    for a spec that names no model."""
+    `open_clip:local-dir:`) made absolute and 'default' resolved to the model it stands for
+    here (model.default_model); names and hub ids unchanged. Raises ModelSpecError for a spec
+    that names no model."""
+    from .default_model import is_default, resolve_default_model
+
+    if is_default(spec):  # resolved once, here: the encoder (and an index) records the result
+        spec = resolve_default_model()
     kind, ref = parse_spec(spec)
     spec = spec.strip()
     if kind == "open_clip" and spec.startswith(OPEN_CLIP_PREFIX) and ref.startswith("local-dir:"):
@@ -145,6 +157,10 @@ def parse_spec(spec: str) -> tuple[str, str]:
     spec = spec.strip()
     if spec == "starter":
         return "starter", ""
+    if spec == "default":  # see absolute_spec, which load_encoder resolves it through
+        from .default_model import resolve_default_model
+
+        return parse_spec(resolve_default_model())
     if spec.startswith("hf:"):
         ref = spec[3:].strip()
         if not ref:

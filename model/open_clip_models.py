@@ -293,8 +293,8 @@ def save_local_dir(module: OpenClipDualEncoder, tokenizer: Any, pre: PreprocessC
 
 
 def hf_as_open_clip(ref: str) -> str | None:
-    """The open_clip ref (local-dir:… / hf-hub:…) of an `hf:ref` that holds only an open_clip
-    model, else None (transformers loads it)."""
+    """The open_clip ref (local-dir:… / hf-hub:…) of an `hf:ref` that loads through open_clip
+    (hf_holds_open_clip), else None (transformers loads it)."""
     if not hf_holds_open_clip(ref):
         return None
     local = Path(ref).expanduser()
@@ -302,27 +302,49 @@ def hf_as_open_clip(ref: str) -> str | None:
 
 
 def hf_holds_open_clip(ref: str) -> bool:
-    """Whether `hf:ref` (a local dir or a hub repo) is an open_clip model only: it has
-    open_clip_config.json and no transformers config.json. Repos that hold both (many LAION
-    ones) keep loading through transformers, so their fingerprints do not change."""
+    """Whether `hf:ref` (a local dir or a hub repo) loads through open_clip: it holds an
+    open_clip_config.json and no transformers config (a config.json with a `model_type`).
+
+    A repo with both (many LAION ones ship a CLIPModel beside the open_clip files) loads
+    through transformers, as `hf:` did before open_clip was supported, so the fingerprints of
+    indexes built with it stay valid; `open_clip:hf-hub:REPO` picks its open_clip files. A
+    config.json that is not transformers' (timm's own) does not count."""
     path = Path(ref).expanduser()
     if path.is_dir():
-        return (path / CONFIG_FILE).is_file() and not (path / "config.json").is_file()
+        return (path / CONFIG_FILE).is_file() and not _is_transformers_config(path / "config.json")
     if ref.startswith(("/", ".", "~")) or ref.count("/") != 1:
         return False  # not a hub id: transformers' loader says what is wrong
-    from huggingface_hub import try_to_load_from_cache
-
     from .hf_clip import hub_reachable
 
     if hub_reachable():
-        from huggingface_hub import HfApi
+        return _hub_holds_open_clip(ref)
+    from huggingface_hub import try_to_load_from_cache
 
-        try:
-            files = set(HfApi().list_repo_files(ref))
-        except Exception as e:  # unknown repo, gated, transport: transformers says why
-            log.info("cannot list hf:%s: %s", ref, e)
-            return False
-        return CONFIG_FILE in files and "config.json" not in files
-    cached = try_to_load_from_cache(ref, CONFIG_FILE)
+    if not isinstance(try_to_load_from_cache(ref, CONFIG_FILE), str):
+        return False
     hf_cached = try_to_load_from_cache(ref, "config.json")
-    return isinstance(cached, str) and not isinstance(hf_cached, str)
+    return not (isinstance(hf_cached, str) and _is_transformers_config(Path(hf_cached)))
+
+
+def _hub_holds_open_clip(ref: str) -> bool:
+    from huggingface_hub import HfApi, hf_hub_download
+
+    try:
+        files = set(HfApi().list_repo_files(ref))
+        if CONFIG_FILE not in files:
+            return False
+        if "config.json" not in files:
+            return True
+        return not _is_transformers_config(Path(hf_hub_download(ref, "config.json")))
+    except Exception as e:  # unknown repo, gated, transport: transformers says why
+        log.info("cannot list hf:%s: %s", ref, e)
+        return False
+
+
+def _is_transformers_config(path: Path) -> bool:
+    """A transformers config.json names its `model_type` (CLIPModel's: "clip")."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # absent or not JSON: not a transformers model
+        return False
+    return isinstance(data, dict) and "model_type" in data

@@ -16,6 +16,9 @@ os.environ.setdefault("CLIPSEARCH_CACHE", str(REPO / ".pytest_cache" / "clipsear
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# The default model is whatever the Hugging Face cache holds (model/default_model.py): tests see
+# an empty cache, so a developer's downloads never change which model a test runs.
+os.environ["HF_HUB_CACHE"] = str(REPO / ".pytest_cache" / "hf-hub-empty")
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 

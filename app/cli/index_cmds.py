@@ -10,7 +10,7 @@ from indexer.types import MAX_K  # a plain constant: loads neither torch nor fai
 
 from . import interop_cmds
 from ._output import emit_json, fail, info, out
-from .model_cmds import add_backend_arg
+from .model_cmds import DEFAULT_HELP, add_backend_arg, resolve_model_arg
 
 FMT = argparse.RawDescriptionHelpFormatter
 
@@ -101,7 +101,7 @@ def _register_build(isub: argparse._SubParsersAction, name: str, helptext: str) 
     b.add_argument("source", metavar="SOURCE", help="image folder or CSV/TSV/JSONL manifest")
     _index_arg(b)
     if name == "build":
-        _model_args(b, "starter", "starter")
+        _model_args(b, "default", DEFAULT_HELP.removeprefix("default: "))
     else:
         _model_args(b, None, "the live version's model")
     b.add_argument("--batch-size", type=int, default=32, metavar="N")
@@ -236,7 +236,8 @@ def _index_encoder(index: str, args: argparse.Namespace):
     from indexer import encoder_for_index
 
     try:
-        return encoder_for_index(index, model=args.model, device=args.device, backend=args.backend)
+        model = resolve_model_arg(args.model) if args.model is not None else None
+        return encoder_for_index(index, model=model, device=args.device, backend=args.backend)
     except ValueError as e:  # e.g. an unavailable device
         fail(str(e))
 
@@ -245,7 +246,7 @@ def _load_encoder(spec: str, args: argparse.Namespace):
     from model import load_encoder
 
     try:
-        return load_encoder(spec, device=args.device, backend=args.backend)
+        return load_encoder(resolve_model_arg(spec), device=args.device, backend=args.backend)
     except ValueError as e:
         fail(str(e))
 
@@ -279,12 +280,15 @@ def cmd_build(args: argparse.Namespace) -> int:
         fail(f"{args.source}: no such folder or manifest")
     if args.ray_address and args.engine != "ray":
         fail("--ray-address needs --engine ray")
-    if args.engine == "ray" and args.backend != "torch":
-        fail("--backend applies to the local engine; Ray workers run the model in PyTorch")
+    if args.engine == "ray" and args.backend not in ("auto", "torch"):
+        fail(
+            f"--backend {args.backend} applies to the local engine; Ray workers choose their own "
+            "backend (auto); drop --backend or pass --backend torch"
+        )
     if args.mode == "update" and args.model is None and live_version(args.index):
         enc = _index_encoder(args.index, args)
     else:  # a build, an update with another model (re-encodes all), or a first update
-        enc = _load_encoder(args.model or "starter", args)
+        enc = _load_encoder(args.model, args)  # None: the default model
     run = build_index if args.mode == "build" else update_index
     if args.engine == "ray":
         run = _ray_runner(args)

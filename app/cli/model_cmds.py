@@ -5,18 +5,23 @@ from __future__ import annotations
 import argparse
 
 from model.backends import BACKENDS, DEFAULT_BACKEND
+from model.default_model import DEFAULT_MODEL
 
 from ._output import bar, emit_json, fail, info, out
 
+DEFAULT_HELP = (
+    f"default: the best model this machine can have, {DEFAULT_MODEL} when it is in the "
+    "Hugging Face cache or the hub is reachable (fetched once), else the offline starter"
+)
 MODEL_HELP = (
-    "model spec: starter (default), an OpenAI name (ViT-B/32, RN50, ...), open_clip:ARCH/TAG, "
+    "model spec: default, starter, an OpenAI name (ViT-B/32, RN50, ...), open_clip:ARCH/TAG, "
     "open_clip:hf-hub:ORG/REPO, open_clip:local-dir:DIR, hf:<hub id or dir>, or a model dir; "
-    "`clipsearch model list` shows the names"
+    f"`clipsearch model list` shows the names ({DEFAULT_HELP})"
 )
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default="starter", metavar="SPEC", help=MODEL_HELP)
+    p.add_argument("--model", default="default", metavar="SPEC", help=MODEL_HELP)
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 … (default: CUDA if present)")
     add_backend_arg(p)
 
@@ -26,8 +31,9 @@ def add_backend_arg(p: argparse.ArgumentParser) -> None:
         "--backend",
         default=DEFAULT_BACKEND,
         choices=BACKENDS,
-        help="run the model in PyTorch (default) or ONNX Runtime on the CPU (onnx: same vectors, "
-        "faster; onnx-int8: int8 weights, a different fingerprint); see docs/benchmarks.md",
+        help="auto (default): ONNX Runtime on a CPU when the export matches PyTorch, else PyTorch; "
+        "torch; onnx (same vectors as torch, CPU); onnx-int8 (int8 weights, a different "
+        "fingerprint); see docs/benchmarks.md",
     )
 
 
@@ -92,11 +98,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.set_defaults(func=cmd_embed)
 
 
+def resolve_model_arg(spec: str | None) -> str:
+    """--model as given, with `default` (or none given) resolved here, so that its one notice
+    (the starter fallback, or the one-time fetch) is a CLI line, not a log record."""
+    from model.default_model import is_default, resolve_default_model
+
+    if spec is None or is_default(spec):
+        return resolve_default_model(notify=info)
+    return spec
+
+
 def _load(args: argparse.Namespace):
     from model import load_encoder
 
     try:
-        return load_encoder(args.model, device=args.device, backend=args.backend)
+        spec = resolve_model_arg(args.model)
+        return load_encoder(spec, device=args.device, backend=args.backend)
     except ValueError as e:  # e.g. an unavailable device
         fail(str(e))
 

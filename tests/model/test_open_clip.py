@@ -168,3 +168,52 @@ def test_parity_full_size(arch, tmp_path, monkeypatch):
     assert_parity(enc, images, ref_img, ref_txt)
     onnx = load_encoder(f"open_clip:local-dir:{d}", backend="onnx")
     assert_parity(onnx, images, ref_img, ref_txt)
+
+
+def _family(enc) -> str:
+    from model.hf_clip import HFDualEncoder
+    from model.open_clip_models import OpenClipDualEncoder
+
+    kinds = {HFDualEncoder: "hf", OpenClipDualEncoder: "open_clip"}
+    return kinds[type(enc.module)]
+
+
+def test_hf_dir_with_both_formats_loads_through_transformers(tiny_hf_dir, tmp_path):
+    """The rule for `hf:`: transformers when a transformers config.json (one with a
+    model_type) is there, as many LAION repos ship beside their open_clip files; open_clip
+    when only open_clip_config.json is, or when config.json is not transformers' (timm's)."""
+    oc = write_open_clip_dir(tmp_path / "oc", "ViT-B-32")
+    both = tmp_path / "both"
+    shutil.copytree(tiny_hf_dir, both)
+    _copy_open_clip_files(oc, both)
+    enc = load_encoder(f"hf:{both}")
+    assert _family(enc) == "hf" and enc.dim == 16  # the tiny CLIPModel's projection
+    assert enc.fingerprint == load_encoder(f"hf:{tiny_hf_dir}").fingerprint
+    assert _family(load_encoder(f"open_clip:local-dir:{both}")) == "open_clip"  # when asked
+
+    timm = shutil.copytree(oc, tmp_path / "timm")
+    (timm / "config.json").write_text(json.dumps({"architecture": "vit_base_patch32_224"}))
+    enc = load_encoder(f"hf:{timm}")
+    assert _family(enc) == "open_clip" and enc.dim == 32
+
+
+def test_hf_hub_id_rule_reads_the_hub_cache_offline(tiny_hf_dir, tmp_path, monkeypatch):
+    from model.open_clip_models import hf_as_open_clip
+    from tests.model.hub_cache_fakes import snapshot_dir, use_hub_cache
+
+    cache = use_hub_cache(monkeypatch, tmp_path / "hub")
+    oc = write_open_clip_dir(tmp_path / "oc", "ViT-B-32")
+    _copy_open_clip_files(oc, snapshot_dir(cache, "org/oc-only"))
+    both = snapshot_dir(cache, "org/both")
+    shutil.copytree(tiny_hf_dir, both, dirs_exist_ok=True)
+    _copy_open_clip_files(oc, both)
+    assert hf_as_open_clip("org/oc-only") == "hf-hub:org/oc-only"
+    assert hf_as_open_clip("org/both") is None  # transformers
+    assert hf_as_open_clip("org/not-cached") is None  # transformers says it is not there
+    enc = load_encoder("hf:org/oc-only")  # through open_clip's hf-hub: loading, from the cache
+    assert _family(enc) == "open_clip" and enc.spec == "hf:org/oc-only"
+
+
+def _copy_open_clip_files(src, dst) -> None:
+    for name in ("open_clip_config.json", "open_clip_model.safetensors"):
+        shutil.copy(src / name, dst / name)
