@@ -95,7 +95,7 @@ def main() -> None:
     from model import load_encoder
     from model.onnx_backend import onnx_encoder
 
-    base = load_encoder(args.model, device="cpu")
+    base = load_encoder(args.model, device="cpu", backend="torch")  # not the default, auto
     encs = {"torch": base}
     export_s = {}
     with tempfile.TemporaryDirectory() as tmp:

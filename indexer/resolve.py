@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from model.backends import INT8_BACKENDS
+from model.backends import DEFAULT_BACKEND, INT8_BACKENDS
 
 from .errors import ModelMismatchError
 from .manifest import Manifest, read_manifest
@@ -20,7 +20,8 @@ class HasManifest(Protocol):  # an IndexVersion (not imported: the reader import
 
 
 def backend_of(encoder: Any) -> str:
-    """The backend an encoder runs on: ONNX encoders say so, PyTorch ones have no attribute."""
+    """The backend an encoder really runs on ("torch", "onnx", "onnx-int8"; never "auto": the
+    loader resolves it); an encoder-like object without the attribute is PyTorch."""
     return getattr(encoder, "backend", "torch")
 
 
@@ -41,8 +42,9 @@ def check_model(
     if backend is not None and (backend in INT8_BACKENDS) != (m.backend in INT8_BACKENDS):
         raise ModelMismatchError(
             f"index version {name} was built with model {m.model!r} on the {m.backend} backend; "
-            f"the {backend} backend gives other vectors: build the index with --backend {backend} "
-            f"to search it with that backend, or search with --backend {m.backend}"
+            f"the {backend} backend gives other vectors: build the index with "
+            f"{_backend_flag(backend)} to search it with that backend, or search with "
+            f"{_backend_flag(m.backend)}"
         )
     loaded = f"the loaded model {spec!r}" if spec else "the loaded model"
     raise ModelMismatchError(
@@ -52,12 +54,20 @@ def check_model(
     )
 
 
+def _backend_flag(backend: str) -> str:
+    """How to ask for `backend`'s vectors: auto, torch and onnx all give PyTorch's, so an index
+    built with any of them takes the default."""
+    if backend in INT8_BACKENDS:
+        return f"--backend {backend}"
+    return f"the default backend (--backend {DEFAULT_BACKEND}, torch or onnx)"
+
+
 def encoder_for_index(
     index_dir: str | Path,
     *,
     model: str | None = None,
     device: str | None = None,
-    backend: str = "torch",
+    backend: str = DEFAULT_BACKEND,
 ) -> Encoder:
     """Load the encoder the live version needs (`model`, default the version's own) and check it
     against the version. Reads only the live manifest, not the index files."""

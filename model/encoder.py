@@ -42,6 +42,10 @@ class Encoder:
     """
 
     backend: str = "torch"
+    # what the caller asked for when it was not this backend itself ("auto"), and, when auto
+    # fell back to PyTorch, why: shown as e.g. "auto → onnx" by `backend_label`
+    requested_backend: str | None = None
+    backend_reason: str = ""
 
     def __init__(
         self,
@@ -78,6 +82,13 @@ class Encoder:
             self.module.to(memory_format=torch.channels_last)
             self.channels_last = True
         return self.channels_last
+
+    @property
+    def backend_label(self) -> str:
+        """The backend running, with the choice that led to it: "onnx", or "auto → onnx"."""
+        if self.requested_backend and self.requested_backend != self.backend:
+            return f"{self.requested_backend} → {self.backend}"
+        return self.backend
 
     def __repr__(self) -> str:
         return (

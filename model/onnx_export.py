@@ -12,6 +12,7 @@ import contextlib
 import logging
 import shutil
 import tempfile
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,8 +86,15 @@ def ensure_onnx(enc: Encoder, int8: bool = False, cache_dir: Path | None = None)
         return towers
     target.parent.mkdir(parents=True, exist_ok=True)
     with file_lock(target.parent / f".{target.name}.lock"):
-        if not (target / IMAGE_FILE).is_file():
+        if not (target / IMAGE_FILE).is_file():  # another process may have exported it
+            log.info(
+                "exporting %s to ONNX once (a few seconds to a minute; cached in %s)",
+                enc.spec,
+                target,
+            )
+            t0 = time.perf_counter()
             _publish(target, lambda tmp: export_towers(enc, tmp))
+            log.info("exported %s to ONNX in %.1fs", enc.spec, time.perf_counter() - t0)
         if int8 and not towers.image.is_file():
             _publish(target, lambda tmp: quantize_towers(_towers(target, False), tmp), merge=True)
     return towers
@@ -165,7 +173,7 @@ def export_towers(enc: Encoder, out_dir: str | Path) -> OnnxTowers:
             opset_version=OPSET,
             dynamo=False,
         )
-    log.info("exported %s to %s", enc.spec, out)
+    log.debug("exported %s to %s", enc.spec, out)
     return towers
 
 

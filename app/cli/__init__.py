@@ -58,6 +58,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         else logging.DEBUG
     )
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    # a first load exports the model to ONNX for the default backend: say so while it runs
+    logging.getLogger("model.onnx_export").setLevel(min(level, logging.INFO))
     if args.verbose == 0:
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")

@@ -26,7 +26,7 @@ def test_round_trip_is_bit_identical(tiny_ckpt_dir, tmp_path):
         assert torch.equal(a[k], b[k]), k
     assert loaded.config == model.config
 
-    enc = load_encoder(str(out), device="cpu")
+    enc = load_encoder(str(out), device="cpu", backend="torch")  # bit-identical: PyTorch's own
     img = sample_photo("cat")
     pixels = enc.preprocess(img)[None]
     with torch.no_grad():

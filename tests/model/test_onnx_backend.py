@@ -51,26 +51,31 @@ def photos(photos_dir):
     return [load_image(photos_dir / name) for name in PHOTOS]
 
 
+@pytest.fixture(scope="module")
+def starter_torch():
+    return load_encoder("starter", device="cpu", backend="torch")
+
+
 @pytest.mark.slow
-def test_starter_parity_and_ranking(starter_encoder, photos, tmp_path):
-    ort = onnx_encoder(starter_encoder, cache_dir=tmp_path)
+def test_starter_parity_and_ranking(starter_torch, photos, tmp_path):
+    ort = onnx_encoder(starter_torch, cache_dir=tmp_path)
     assert isinstance(ort, OnnxEncoder)
-    _assert_parity(starter_encoder, ort, photos, TEXTS)
+    _assert_parity(starter_torch, ort, photos, TEXTS)
     # the golden behaviour survives the export: each query finds its photo first
     sims = ort.encode_texts(["a cat", "a cup of coffee"]) @ ort.encode_images(photos).T
     assert list(sims.argmax(1)) == [0, 1]
-    assert ort.fingerprint == starter_encoder.fingerprint
-    assert ort.dim == starter_encoder.dim
-    assert ort.logit_scale == pytest.approx(starter_encoder.logit_scale)
+    assert ort.fingerprint == starter_torch.fingerprint
+    assert ort.dim == starter_torch.dim
+    assert ort.logit_scale == pytest.approx(starter_torch.logit_scale)
 
 
 def test_tiny_hf_clip_parity(tiny_hf_dir, photos, tmp_path):
-    ref = load_encoder(f"hf:{tiny_hf_dir}", device="cpu")
+    ref = load_encoder(f"hf:{tiny_hf_dir}", device="cpu", backend="torch")
     _assert_parity(ref, onnx_encoder(ref, cache_dir=tmp_path), photos, TEXTS)
 
 
 def test_tiny_checkpoint_parity_and_int8(tiny_ckpt_dir, photos, tmp_path):
-    ref = load_encoder(str(tiny_ckpt_dir), device="cpu")
+    ref = load_encoder(str(tiny_ckpt_dir), device="cpu", backend="torch")
     _assert_parity(ref, onnx_encoder(ref, cache_dir=tmp_path), photos, TEXTS)
     q = onnx_encoder(ref, int8=True, cache_dir=tmp_path)
     assert q.backend == "onnx-int8"
@@ -81,7 +86,7 @@ def test_tiny_checkpoint_parity_and_int8(tiny_ckpt_dir, photos, tmp_path):
 
 
 def test_export_is_cached(tiny_ckpt_dir, tmp_path):
-    ref = load_encoder(str(tiny_ckpt_dir), device="cpu")
+    ref = load_encoder(str(tiny_ckpt_dir), device="cpu", backend="torch")
     towers = ensure_onnx(ref, cache_dir=tmp_path / "c")
     assert {p.name for p in (towers.image, towers.text)} == {IMAGE_FILE, TEXT_FILE}
     stamp = towers.image.stat().st_mtime_ns
@@ -94,7 +99,7 @@ def test_load_encoder_backend_option(tiny_ckpt_dir, monkeypatch, tmp_path):
     enc = load_encoder(str(tiny_ckpt_dir), backend="onnx")
     assert isinstance(enc, OnnxEncoder) and enc.device.type == "cpu"
     assert (tmp_path / "onnx").is_dir()  # exported into the cache, nowhere else
-    ref = load_encoder(str(tiny_ckpt_dir), device="cpu")
+    ref = load_encoder(str(tiny_ckpt_dir), device="cpu", backend="torch")
     assert enc.fingerprint == ref.fingerprint
     with pytest.raises(ModelSpecError, match="unknown backend"):
         load_encoder(str(tiny_ckpt_dir), backend="tensorrt")
@@ -111,9 +116,11 @@ def test_cli_backend_flag(tiny_ckpt_dir, monkeypatch, tmp_path, capsys):
     int8 = json.loads(capsys.readouterr().out)["texts"][0]
     assert main([*args, "--backend", "onnx"]) == 0
     fp32 = json.loads(capsys.readouterr().out)["texts"][0]
-    assert main(args) == 0
+    assert main([*args, "--backend", "torch"]) == 0
     ref = json.loads(capsys.readouterr().out)["texts"][0]
     np.testing.assert_allclose(fp32, ref, atol=1e-4)
+    assert main(args) == 0  # the default, auto, runs the fp32 graphs here
+    np.testing.assert_allclose(json.loads(capsys.readouterr().out)["texts"][0], fp32, atol=1e-6)
     assert not np.allclose(int8, ref, atol=1e-6)  # the int8 graph really ran
 
 
@@ -125,7 +132,7 @@ def test_index_built_in_torch_is_served_by_onnx(tiny_ckpt_dir, photos_dir, monke
     from indexer import ModelMismatchError, build_index
 
     monkeypatch.setenv("CLIPSEARCH_CACHE", str(tmp_path / "cache"))
-    ref = load_encoder(str(tiny_ckpt_dir), device="cpu")
+    ref = load_encoder(str(tiny_ckpt_dir), device="cpu", backend="torch")
     build_index(photos_dir, tmp_path / "idx", ref, progress=False)
     engine = SearchEngine.load(Settings(index=tmp_path / "idx", backend="onnx"))
     try:

@@ -25,12 +25,13 @@ def test_model_info_json_names_the_backend(cli, tiny_ckpt_dir):
     code, stdout, err = cli("model", "info", "--model", tiny_ckpt_dir, "--device", "cpu", "--json")
     assert code == 0, err
     info = json.loads(stdout)
-    assert info["model"] == str(tiny_ckpt_dir) and info["backend"] == "torch"
+    assert info["model"] == str(tiny_ckpt_dir) and info["backend"] == "onnx"  # auto, on a CPU
     assert info["dim"] == 16 and len(info["fingerprint"]) == 64 and info["device"] == "cpu"
 
 
 def test_model_info_table(cli, tiny_ckpt_dir):
-    code, stdout, err = cli("model", "info", "--model", tiny_ckpt_dir, "--device", "cpu")
+    argv = ["model", "info", "--model", tiny_ckpt_dir, "--device", "cpu", "--backend", "torch"]
+    code, stdout, err = cli(*argv)
     assert code == 0, err
     rows = dict(line.split(None, 1) for line in stdout.splitlines())
     assert rows["backend"] == "torch" and rows["dim"] == "16"
@@ -76,7 +77,7 @@ def test_backend_choices_are_the_model_layers():
     from app.cli import build_parser
 
     parser = build_parser()
-    assert parser.parse_args(["model", "info"]).backend == "torch"
+    assert parser.parse_args(["model", "info"]).backend == "auto"
     for backend in BACKENDS:
         assert parser.parse_args(["embed", "--backend", backend]).backend == backend
 
