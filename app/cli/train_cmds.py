@@ -8,7 +8,7 @@ import dataclasses
 from typing import Any
 
 from ._output import emit_json, fail, info, out
-from .model_cmds import MODEL_HELP
+from .model_cmds import MODEL_HELP, resolve_model_arg
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -25,7 +25,7 @@ def _register_train(sub: argparse._SubParsersAction) -> None:
         epilog="examples:\n"
         "  clipsearch data shapes --out data/shapes --n 2000\n"
         "  clipsearch train --train data/shapes/train.csv --val data/shapes/heldout.csv \\\n"
-        "      --out runs/tiny --model-config tiny --epochs 10 --lr 2e-3\n"
+        "      --out runs/tiny --model-config tiny --epochs 4\n"
         "  clipsearch train --train data/shapes/train.csv --val data/shapes/heldout.csv \\\n"
         "      --out runs/shapes --init starter --image-head linear --lock-image --steps 300\n"
         "  clipsearch train --train captions.csv --out runs/lit --init ViT-B/32 --lock-image \\\n"
@@ -62,7 +62,7 @@ def _register_eval(sub: argparse._SubParsersAction) -> None:
         "  clipsearch eval --model ViT-B/32 --data flickr30k/dataset_flickr30k.json --split test\n"
         "  clipsearch eval --model ViT-B/32 --data coco/annotations/captions_val2017.json",
     )
-    e.add_argument("--model", default="starter", metavar="SPEC", help=MODEL_HELP)
+    e.add_argument("--model", default="default", metavar="SPEC", help=MODEL_HELP)
     e.add_argument(
         "--data",
         required=True,
@@ -166,7 +166,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     data = load_pairs(args.data, split_for(args.data, args.split, "test"))  # fails fast
     try:
-        enc = load_encoder(args.model, device=args.device)
+        enc = load_encoder(resolve_model_arg(args.model), device=args.device)
     except ValueError as e:
         fail(str(e))
     res = evaluate(enc, data, batch_size=args.batch_size)

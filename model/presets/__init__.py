@@ -34,6 +34,7 @@ def load_model_config(name_or_file: str) -> tuple[DualEncoderConfig, str | None]
         data = json.loads(path.read_text())
         tokenizer = data.pop("tokenizer", None)
         data.pop("_doc", None)
+        data.pop("train", None)  # the preset's training defaults (model/train/config.py)
         return DualEncoderConfig.from_dict(data), tokenizer
     except FileNotFoundError as e:
         raise PresetError(

@@ -60,14 +60,18 @@ class TrainConfig:
     epochs: float | None = knob(None, "passes over the training rows instead of --steps")
     batch_size: int = knob(64, "global batch (all processes, all accumulation chunks)")
     accum_steps: int = knob(1, "chunks per batch; negatives stay full-batch")
-    lr: float = knob(5e-4, "peak learning rate")
+    lr: float = knob(5e-4, "peak learning rate (default: 5e-4, or the --model-config preset's)")
     lr_image: float | None = knob(None, "image tower learning rate (default: --lr)")
     lr_text: float | None = knob(None, "text tower learning rate (default: --lr)")
-    weight_decay: float = knob(0.1, "AdamW decay (never on norms, biases, temperature)")
+    weight_decay: float = knob(
+        0.1, "AdamW decay, never on norms, biases, temperature (default: 0.1, or the preset's)"
+    )
     beta1: float = knob(0.9, "AdamW beta1")
     beta2: float = knob(0.98, "AdamW beta2")
     eps: float = knob(1e-6, "AdamW eps")
-    warmup_steps: int = knob(100, "linear warmup steps before the cosine decay")
+    warmup_steps: int = knob(
+        100, "linear warmup steps before the cosine decay (default: 100, or the preset's)"
+    )
     min_lr_ratio: float = knob(0.0, "cosine floor as a fraction of the peak")
     grad_clip: float = knob(1.0, "max global gradient norm (0: off)")
     precision: str = knob("auto", "auto (bf16/fp16 on GPU, fp32 on CPU) | fp32 | bf16 | fp16")
@@ -178,11 +182,32 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
 
 
 def make_config(file: str | None = None, **overrides: Any) -> TrainConfig:
-    """Defaults < config file < overrides (None values in overrides mean 'not given')."""
+    """Defaults < the --model-config preset's training defaults < config file < overrides
+    (None values in overrides mean 'not given')."""
     d: dict[str, Any] = load_config_file(file) if file else {}
     given = {k: v for k, v in overrides.items() if v is not None}
     for a, b in (("steps", "epochs"), ("epochs", "steps")):
         if a in given and b not in given:
             d.pop(b, None)  # --epochs on the command line replaces the file's steps (and back)
     d.update(given)
-    return TrainConfig.from_dict(d)
+    return TrainConfig.from_dict({**preset_train_defaults(d), **d})
+
+
+def preset_train_defaults(d: dict[str, Any]) -> dict[str, Any]:
+    """The "train" block of the preset (or model-config file) a from-scratch run builds: the
+    learning rate and warmup that suit that architecture, e.g. the tiny preset's higher lr, so
+    `--model-config tiny --epochs 5` works as typed. Empty for other inits; a model config that
+    cannot be read is reported when the model is built."""
+    if d.get("init", "scratch") != "scratch" or d.get("image_tower") or d.get("text_tower"):
+        return {}
+    from ..presets import PRESET_DIR, preset_names
+
+    name = d.get("model_config", TrainConfig.model_config)
+    path = PRESET_DIR / f"{name}.json" if name in preset_names() else Path(name)
+    try:
+        block = json.loads(path.read_text()).get("train", {})
+    except (OSError, ValueError, AttributeError):
+        return {}
+    if not isinstance(block, dict):
+        raise ConfigError(f'--model-config {name}: its "train" block must be a mapping')
+    return {k.replace("-", "_"): v for k, v in block.items()}

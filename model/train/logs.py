@@ -12,7 +12,7 @@ log = logging.getLogger(__name__)
 METRICS_FILE = "metrics.csv"
 COLUMNS = [
     "step", "epoch", "samples", "loss", "lr", "lr_image", "lr_text", "logit_scale",
-    "samples_per_s", "skipped_rows",
+    "samples_per_s", "train_s", "train_cpu_s", "skipped_rows",
     "val_t2i_R@1", "val_t2i_R@5", "val_t2i_R@10", "val_i2t_R@1", "val_i2t_R@5", "val_i2t_R@10",
     "val_zeroshot_top1",
 ]  # fmt: skip
@@ -23,10 +23,13 @@ class MetricsLog:
         self.enabled = enabled
         self.path = out / METRICS_FILE
         self.tb = None
+        self.resumed_clock = (0.0, 0.0)  # (train_s, train_cpu_s) of the last kept row
         if not enabled:
             return
         out.mkdir(parents=True, exist_ok=True)
         rows = self._kept_rows(start_step)
+        if rows and rows[-1].get("train_s") and rows[-1].get("train_cpu_s"):
+            self.resumed_clock = (float(rows[-1]["train_s"]), float(rows[-1]["train_cpu_s"]))
         with open(self.path, "w", newline="") as fh:  # rewrite: drop rows past a resume point
             w = csv.DictWriter(fh, COLUMNS)
             w.writeheader()
@@ -54,10 +57,13 @@ class MetricsLog:
             for k in ("loss", "lr", "logit_scale", "samples_per_s"):
                 self.tb.add_scalar(f"train/{k}", float(row[k]), row["step"])
 
-    def write_eval(self, step: int, res: dict[str, Any]) -> None:
+    def write_eval(
+        self, step: int, res: dict[str, Any], at: dict[str, float] | None = None
+    ) -> None:
+        """One evaluation row; `at`: the training clock then (train_s, train_cpu_s)."""
         if not self.enabled:
             return
-        row = {"step": step}
+        row: dict[str, Any] = {"step": step, **(at or {})}
         for direction in ("t2i", "i2t"):
             for k, v in res[direction].items():
                 row[f"val_{direction}_{k}"] = v

@@ -143,6 +143,8 @@ def _train(cfg: TrainConfig, resume: bool | str, device: torch.device, info: Dis
     bar = _progress(cfg, run.start, info)
     bad_rows, loss_value, last_eval = 0, math.nan, {}
     t_last, samples_since = time.perf_counter(), 0
+    # seconds of training so far (continued across --resume), evaluation and checkpoints left out
+    clock = _TrainClock(*metrics_log.resumed_clock)
     step = run.start
     for batch in _loader(run):
         bad_rows += int((~batch["valid"]).sum())
@@ -154,20 +156,52 @@ def _train(cfg: TrainConfig, resume: bool | str, device: torch.device, info: Dis
             rate = samples_since / max(now - t_last, 1e-9)
             t_last, samples_since = now, 0
             row = _row(step, cfg, run.data, run.opt, run.tm, loss_value, rate, bad_rows)
-            metrics_log.write(row)
+            metrics_log.write({**row, **clock.stamp()})
             if bar is not None:
                 bar.set_postfix(loss=f"{loss_value:.4f}", sps=f"{rate:.1f}", lr=f"{row['lr']:.2e}")
         if bar is not None:
             bar.update(1)
-        if _due(cfg.eval_every, step, cfg.steps) and run.val is not None:
-            last_eval = _eval(run.encoder, run.val, cfg, info, metrics_log, step)
-        if _due(cfg.save_every, step, cfg.steps):
-            _save(run, step)
+        with clock.paused():
+            if _due(cfg.eval_every, step, cfg.steps) and run.val is not None:
+                at = clock.stamp()
+                last_eval = _eval(run.encoder, run.val, cfg, info, metrics_log, step, at)
+            if _due(cfg.save_every, step, cfg.steps):
+                _save(run, step)
     if bar is not None:
         bar.close()
     if step != cfg.steps:
         raise RuntimeError(f"data ran out at step {step} of {cfg.steps}")
-    return _finish(run, step, loss_value, last_eval, bad_rows, metrics_log)
+    return _finish(run, step, loss_value, last_eval, bad_rows, metrics_log, clock)
+
+
+class _TrainClock:
+    """Seconds spent training (data loading and steps) since the loop began, with evaluation
+    and checkpoint time left out (a resumed run continues from the time it had): the x axis of
+    a learning curve by time. Wall-clock, and this process's CPU time (DataLoader worker
+    processes are not in it; with one thread and no workers it is close to what the run takes
+    on an idle core, however busy the machine)."""
+
+    def __init__(self, already: float = 0.0, already_cpu: float = 0.0) -> None:
+        self.start, self.start_cpu = time.perf_counter(), time.process_time()
+        self.excluded, self.excluded_cpu = -already, -already_cpu
+
+    def seconds(self) -> float:
+        return time.perf_counter() - self.start - self.excluded
+
+    def cpu_seconds(self) -> float:
+        return time.process_time() - self.start_cpu - self.excluded_cpu
+
+    def stamp(self) -> dict[str, float]:
+        return {"train_s": round(self.seconds(), 3), "train_cpu_s": round(self.cpu_seconds(), 3)}
+
+    @contextlib.contextmanager
+    def paused(self):
+        t0, c0 = time.perf_counter(), time.process_time()
+        try:
+            yield
+        finally:
+            self.excluded += time.perf_counter() - t0
+            self.excluded_cpu += time.process_time() - c0
 
 
 MODEL_FILES = ("config.json", "open_clip_config.json", SUMMARY_FILE)
@@ -304,15 +338,16 @@ def _optimizer_step(run: _Run, batch: dict) -> float:
     return global_value(share, run.info)
 
 
-def _finish(run: _Run, step, loss_value, last_eval, bad_rows, metrics_log) -> TrainResult:
+def _finish(run: _Run, step, loss_value, last_eval, bad_rows, metrics_log, clock) -> TrainResult:
     """Last step checkpoint, the final model, the last evaluation and the run summary."""
     cfg, info, data = run.cfg, run.info, run.data
+    at = clock.stamp()
     if cfg.save_every:
         _save(run, step)
     run.module.eval()
     spec = run.tm.save(run.out) if info.is_main else ""
     if run.val is not None:
-        last_eval = _eval(run.encoder, run.val, cfg, info, metrics_log, step)
+        last_eval = _eval(run.encoder, run.val, cfg, info, metrics_log, step, at)
     skipped = {**dict(data.skipped), **({"unreadable_images": bad_rows} if bad_rows else {})}
     result = TrainResult(spec, step, loss_value, last_eval, skipped)
     if info.is_main:
@@ -324,6 +359,7 @@ def _finish(run: _Run, step, loss_value, last_eval, bad_rows, metrics_log) -> Tr
             "skipped": skipped,
             "rows": len(data),
             "images": data.num_images,
+            **at,
         }
         (run.out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
     metrics_log.close()
@@ -347,12 +383,12 @@ def _row(step, cfg, data, opt, tm, loss_value, rate, bad_rows) -> dict[str, Any]
     }
 
 
-def _eval(encoder, val, cfg, info, metrics_log, step) -> dict[str, Any]:
+def _eval(encoder, val, cfg, info, metrics_log, step, at: dict[str, float]) -> dict[str, Any]:
     if not info.is_main:
         return {}
     res = evaluate(encoder, val, cfg.eval_batch_size)
     freeze_frozen_modules(encoder.module)  # evaluate() restored .train() on everything
-    metrics_log.write_eval(step, res)
+    metrics_log.write_eval(step, res, at)
     log.info("step %d: val t2i R@1 %.3f i2t R@1 %.3f", step, res["t2i"]["R@1"], res["i2t"]["R@1"])
     return res
 

@@ -3,6 +3,7 @@ overwrite a trained model, and fine-tuning an open_clip init with LiT locking.""
 
 from __future__ import annotations
 
+import csv
 import json
 
 import pytest
@@ -10,7 +11,7 @@ import torch
 
 from app.cli import main
 from model import load_encoder
-from model.presets import load_model_config, preset_names
+from model.presets import PRESET_DIR, load_model_config, preset_names
 from model.train.config import TrainConfig, make_config
 from model.train.modeling import build_model
 
@@ -78,6 +79,55 @@ def test_command_line_epochs_replace_the_files_steps(tmp_path):
     assert cfg.with_data_size(100).steps == 3 * (100 // cfg.batch_size)
 
 
+def test_a_presets_train_block_sets_defaults_below_the_file_and_flags(tmp_path):
+    tiny = make_config(None, model_config="tiny")
+    assert (tiny.lr, tiny.warmup_steps, tiny.weight_decay) == (2e-3, 30, 0.05)
+    assert make_config(None, model_config="tiny", lr=1e-3).lr == 1e-3  # a flag wins
+    (tmp_path / "run.json").write_text(json.dumps({"model_config": "tiny", "warmup_steps": 7}))
+    from_file = make_config(str(tmp_path / "run.json"))
+    assert (from_file.warmup_steps, from_file.lr) == (7, 2e-3)  # the file wins, the rest stays
+    assert make_config(None, model_config="base").lr == TrainConfig.lr  # base has no block
+    assert make_config(None, model_config="tiny", init="starter").lr == TrainConfig.lr
+    # a model-config file of the same shape: its block applies, the architecture still loads
+    data = json.loads((PRESET_DIR / "tiny.json").read_text())
+    data["train"] = {"lr": 3e-3, "batch-size": 16}
+    (tmp_path / "arch.json").write_text(json.dumps(data))
+    custom = make_config(None, model_config=str(tmp_path / "arch.json"))
+    assert (custom.lr, custom.batch_size) == (3e-3, 16)
+    assert load_model_config(str(tmp_path / "arch.json"))[0].name == "tiny"
+
+
+def test_metrics_carry_the_training_clock(tmp_path, make_cfg, small_shapes_dir):
+    from model.train.loop import train
+    from model.train.state import state_files
+
+    cfg = make_cfg(val=str(small_shapes_dir / "heldout.csv"), steps=4, eval_every=2, save_every=2)
+    train(cfg)
+    run = tmp_path / "run"
+
+    def rows() -> list[dict]:
+        with open(run / "metrics.csv", newline="") as fh:
+            return list(csv.DictReader(fh))
+
+    def clock_is_running(table: list[dict]) -> None:
+        for key in ("train_s", "train_cpu_s"):
+            clock = [float(r[key]) for r in table]
+            assert all(t > 0 for t in clock) and clock == sorted(clock), key
+
+    first = rows()
+    evals = [r for r in first if r["val_t2i_R@1"]]
+    assert [int(r["step"]) for r in evals] == [2, 4]
+    clock_is_running(first)
+    summary = json.loads((run / "train_summary.json").read_text())
+    assert summary["train_s"] == pytest.approx(float(evals[-1]["train_s"]))
+    # resumed from step 2, the clock goes on from the time the run had there
+    train(cfg, resume=str(state_files(run)[0]))
+    again = rows()
+    clock_is_running(again)
+    kept = [r for r in first if int(r["step"]) <= 2]
+    assert again[: len(kept)] == kept and len(again) == len(first)
+
+
 def test_out_with_a_model_is_refused_unless_resume_or_overwrite(capsys, tmp_path, small_shapes_dir):
     out = tmp_path / "run"
     first = train_argv(small_shapes_dir, out, "--model-config", "tiny", "--steps", "2")
@@ -121,25 +171,46 @@ def test_open_clip_init_with_lit_lock_saves_an_open_clip_dir(
     assert any(not torch.equal(old[n], new[n]) for n in old if not n.startswith("visual."))
 
 
+@pytest.fixture()
+def one_thread():
+    """Steps this small gain nothing from a second thread, and on a busy 2-core machine two
+    OpenMP threads spin against the other jobs (several times slower)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.mark.slow
-def test_lit_from_an_open_clip_init_learns(tmp_path, make_cfg, shapes_dir):
+def test_lit_from_an_open_clip_init_learns(tmp_path, make_cfg, shapes_dir, one_thread):
     from model.train.data import load_pairs
     from model.train.evaluate import evaluate
     from model.train.loop import train
     from tests.model.open_clip_fakes import write_open_clip_dir
 
-    init = write_open_clip_dir(tmp_path / "init", "ViT-B-32")  # 64 px, 2 layers: cheap steps
+    init = write_open_clip_dir(tmp_path / "init", "ViT-B-32")  # 64 px, 2 blocks: cheap steps
+    # open_clip's LiT locking with its last two groups unlocked (the last block + ln_post, and
+    # the projection): patch embedding, positions and the first block stay frozen. With random
+    # init weights (nothing can be downloaded here) a tower locked up to its projection tops
+    # out near R@1 0.2-0.3 on this set (measured for patch 32, 16 and 8, 60-300 steps): random
+    # patch features pooled into the class token keep little of position and count
     cfg = make_cfg(
-        init=f"open_clip:local-dir:{init}", lock_image=True, lock_image_unlocked_groups=1,
+        init=f"open_clip:local-dir:{init}", lock_image=True, lock_image_unlocked_groups=2,
         train=str(shapes_dir / "train.csv"), val=str(shapes_dir / "heldout.csv"),
-        steps=60, batch_size=32, lr=2e-3, weight_decay=0.05, warmup_steps=5,
-        workers=1, log_every=10,
+        steps=300, batch_size=32, lr=5e-3, weight_decay=0.05, warmup_steps=5, log_every=50,
     )  # fmt: skip
     heldout = load_pairs(shapes_dir / "heldout.csv")
     before = evaluate(build_model(cfg).encoder(torch.device("cpu")), heldout)["t2i"]["R@1"]
     result = train(cfg)
     r1 = result.metrics["t2i"]["R@1"]
-    print(f"LiT from an open_clip ViT (random init, locked): R@1 {before:.3f} → {r1:.3f}")
-    # measured 0.05 → 0.15 in 60 steps (108 s): a random, locked image tower limits LiT; a
-    # pretrained open_clip init (network) is what LiT is for
-    assert r1 >= before + 0.08
+    print(f"LiT from an open_clip ViT (random init, locked): R@1 {before:.3f} -> {r1:.3f}")
+    # measured 0.05 -> 0.70 (N = 40, chance 0.025) in 300 steps, 26 CPU-s
+    assert r1 >= 0.5
+    assert r1 >= before + 0.4 and r1 >= 5 * max(before, 1 / heldout.num_images)
+    old = load_encoder(f"open_clip:local-dir:{init}").module.model.state_dict()
+    new = load_encoder(result.model_spec).module.model.state_dict()
+    frozen = ("visual.conv1.", "visual.class_embedding", "visual.positional_embedding",
+              "visual.ln_pre.", "visual.transformer.resblocks.0.")  # fmt: skip
+    locked = [n for n in old if n.startswith(frozen)]
+    assert len(locked) > 10 and all(torch.equal(old[n], new[n]) for n in locked)
+    assert not torch.equal(old["visual.proj"], new["visual.proj"])
