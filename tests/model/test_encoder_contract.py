@@ -1,4 +1,5 @@
-"""The encoder contract, checked the same way for every model family."""
+"""The encoder contract, checked the same way for every model family on every fp32 backend:
+auto (the default; ONNX Runtime on this CPU), torch and onnx."""
 
 from __future__ import annotations
 
@@ -11,10 +12,17 @@ from tests.utils.images import random_image, sample_photo
 TEXTS = ["a cat", "a cup of coffee on a table", "", "a rocket", "x" * 5000, "ümlaut ✓", "a", "dog"]
 
 
-@pytest.fixture(scope="module", params=["starter", "tiny_hf", "tiny_ckpt"])
+@pytest.fixture(
+    scope="module",
+    params=[(m, b) for m in ("starter", "tiny_hf", "tiny_ckpt") for b in ("auto", "torch", "onnx")],
+    ids=lambda p: f"{p[0]}-{p[1]}",
+)
 def encoder(request, tiny_hf_dir, tiny_ckpt_dir):
+    model, backend = request.param
     spec = {"starter": "starter", "tiny_hf": f"hf:{tiny_hf_dir}", "tiny_ckpt": str(tiny_ckpt_dir)}
-    return load_encoder(spec[request.param], device="cpu")
+    enc = load_encoder(spec[model], device="cpu", backend=backend)
+    assert enc.backend == ("onnx" if backend == "auto" else backend)  # auto picks ONNX on a CPU
+    return enc
 
 
 def _images():
