@@ -8,11 +8,12 @@ from __future__ import annotations
 import hmac
 from typing import Annotated
 
-from fastapi import Depends, Request, Security
+from fastapi import Depends, Query, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import SecretStr
 
 from .engine import SearchEngine
+from .engine_errors import UnknownIndexError
 from .errors import ApiError
 from .settings import Settings
 
@@ -25,6 +26,14 @@ async def get_settings(request: Request) -> Settings:
 
 
 async def get_engine(request: Request) -> SearchEngine:
+    """The default index's engine (the first one served); 503 until every index is loaded."""
+    return engine_for(request, None)
+
+
+def engine_for(request: Request, name: str | None) -> SearchEngine:
+    """The engine of the index called `name` (None: the default, the first one given to
+    `serve`). 503 `not_ready` while loading; an unknown name is UnknownIndexError (404
+    `unknown_index`). Plain `def`: routes call it after reading the body that names the index."""
     engine = getattr(request.app.state, "engine", None)
     if engine is None:
         error = getattr(request.app.state, "load_error", None)
@@ -34,7 +43,34 @@ async def get_engine(request: Request) -> SearchEngine:
             f"the service is not ready: {error}" if error else "the service is still loading",
             headers={"Retry-After": "5"},
         )
-    return engine
+    if name is None:
+        return engine
+    engines: dict[str, SearchEngine] = getattr(request.app.state, "engines", None) or {}
+    found = engines.get(name)
+    if found is None:
+        known = ", ".join(engines) or "none"
+        raise UnknownIndexError(f"no index named {name!r} on this server (it serves: {known})")
+    return found
+
+
+def index_names(request: Request) -> list[str]:
+    """The served indexes' names, the default first (empty while loading)."""
+    return list(getattr(request.app.state, "engines", None) or {})
+
+
+async def get_index_engine(
+    request: Request,
+    index: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=64,
+            description="which index (GET /indexes lists them; default: the first one)",
+        ),
+    ] = None,
+) -> SearchEngine:
+    """The engine of the `?index=` query parameter (routes without a body: images, writes)."""
+    return engine_for(request, index)
 
 
 def _key_matches(given: str | None, expected: SecretStr) -> bool:
@@ -80,3 +116,4 @@ async def require_admin_key(
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 EngineDep = Annotated[SearchEngine, Depends(get_engine)]
+IndexEngineDep = Annotated[SearchEngine, Depends(get_index_engine)]

@@ -117,24 +117,35 @@ class SearchEngine:
         self._trimmer: MallocTrimmer | None = None
         self.live: Any = None  # a writable server's indexer.live.LiveIndex (open_live)
         self._compactor: Any = None
+        # Which index this is on a server of several (load_engines sets them): the name, and
+        # the query string its image URLs need ("" for the default index).
+        self.name: str = self.index_dir.name
+        self.url_query: str = ""
 
     # -- lifecycle ------------------------------------------------------------------------------
     @classmethod
     def load(
-        cls, settings: Settings, encoder: Encoder | None = None, metrics: Metrics | None = None
+        cls,
+        settings: Settings,
+        encoder: Encoder | None = None,
+        metrics: Metrics | None = None,
+        index_dir: Path | None = None,
     ) -> SearchEngine:
-        """Open the live index version and the model it needs (settings.model, default the one
-        it was built with); refuse a model that does not match the version."""
+        """Open the live version of `index_dir` (default: the settings' first index) and the
+        model it needs (settings.model, default the one it was built with); refuse a model that
+        does not match the version."""
         from indexer import open_index
         from indexer.resolve import backend_of, check_model, encoder_for_index
 
-        if settings.index is None:
+        if index_dir is None:
+            index_dir = next(iter(settings.index_map().values()), None)
+        if index_dir is None:
             raise NoIndexError("no index configured (set --index / CLIPSEARCH_INDEX)")
-        version = open_index(settings.index)
+        version = open_index(index_dir)
         try:
             if encoder is None:
                 encoder = encoder_for_index(
-                    settings.index,
+                    index_dir,
                     model=settings.model,
                     device=settings.device,
                     backend=settings.backend,
@@ -210,6 +221,15 @@ class SearchEngine:
             self._trimmer.close()
         self.encode_pool.shutdown(wait=True)
         self.io_pool.shutdown(wait=True)
+        if self.live is not None:
+            self._compactor.close()
+            self.live.close()
+        self._slot.version.close()
+
+    def close_now(self) -> None:
+        """Close an engine that was never started (a sibling failed to load)."""
+        self.encode_pool.shutdown(wait=False)
+        self.io_pool.shutdown(wait=False)
         if self.live is not None:
             self._compactor.close()
             self.live.close()
@@ -473,6 +493,60 @@ class SearchEngine:
                 "thumbnail": self.thumb_cache.stats(),
             },
         }
+
+
+def model_key(settings: Settings, index_dir: Path) -> tuple[str, str, str | None]:
+    """What decides which encoder an index needs: its model spec (settings.model, default the
+    one it was built with), the backend and the device. Equal keys share one loaded encoder."""
+    from indexer.manifest import read_manifest
+
+    spec = settings.model or read_manifest(index_dir).model
+    return spec, settings.backend, settings.device
+
+
+def load_encoders(settings: Settings, encoder: Encoder | None = None) -> dict[str, Encoder]:
+    """One encoder per served index, each distinct model loaded once and checked against every
+    index that uses it. `encoder` (already loaded) serves the default index and any other index
+    with the same key."""
+    from indexer.manifest import read_manifest
+    from indexer.resolve import backend_of, check_model
+    from model import load_encoder
+
+    loaded: dict[tuple[str, str, str | None], Encoder] = {}
+    out: dict[str, Encoder] = {}
+    for n, (name, path) in enumerate(settings.index_map().items()):
+        key = model_key(settings, path)
+        if n == 0 and encoder is not None:
+            loaded.setdefault(key, encoder)
+        if key not in loaded:
+            loaded[key] = load_encoder(key[0], device=settings.device, backend=settings.backend)
+        enc = loaded[key]
+        check_model(read_manifest(path), enc.fingerprint, enc.spec, backend_of(enc))
+        out[name] = enc
+    return out
+
+
+def load_engines(
+    settings: Settings, encoder: Encoder | None = None, metrics: Metrics | None = None
+) -> dict[str, SearchEngine]:
+    """An engine per served index, in the order given (the first is the default), sharing the
+    encoders of load_encoders and one Metrics. On a failure the engines opened so far close."""
+    if not settings.index:
+        raise NoIndexError("no index configured (set --index / CLIPSEARCH_INDEX)")
+    encoders = load_encoders(settings, encoder)
+    metrics = metrics or Metrics()
+    engines: dict[str, SearchEngine] = {}
+    try:
+        for n, (name, path) in enumerate(settings.index_map().items()):
+            engine = SearchEngine.load(settings, encoders[name], metrics, index_dir=path)
+            engine.name = name
+            engine.url_query = "" if n == 0 else f"?index={name}"
+            engines[name] = engine
+    except BaseException:
+        for engine in engines.values():
+            engine.close_now()
+        raise
+    return engines
 
 
 def _on_every_thread(pool: ThreadPoolExecutor, threads: int, fn: Callable[[], None]) -> None:

@@ -22,3 +22,9 @@ class ImageUnavailableError(ClipsearchError):
 
 class InvalidFilterError(ClipsearchError, ValueError):
     code = "invalid_filter"
+
+
+class UnknownIndexError(ClipsearchError, LookupError):
+    """A request named an index this server does not serve (`index` field, `indice_name`)."""
+
+    code = "unknown_index"

@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 # Error codes raised by the model and indexer layers and the engine → HTTP status.
 CODE_STATUS = {
     "not_found": 404,
+    "unknown_index": 404,
     "image_unavailable": 404,
     "invalid_filter": 422,
     "no_index": 503,

@@ -21,11 +21,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from model import Encoder
 
 from .deps import require_api_key
-from .engine import SearchEngine
+from .engine import SearchEngine, load_engines
 from .errors import error_body, install_error_handlers
 from .limits import BodySizeLimit
 from .metrics import Metrics
-from .routes import admin, classify, embed, health, images, search, writes
+from .routes import admin, classify, embed, health, images, indexes, knn_service, search, writes
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,8 @@ def create_app(
     )
     app.state.settings = settings
     app.state.metrics = metrics
-    app.state.engine = None
+    app.state.engine = None  # the default index's engine
+    app.state.engines = {}  # every index's engine by name, the default first
     app.state.load_error = None
     install_error_handlers(app)
     _add_routes(app, settings)
@@ -75,10 +76,12 @@ def _lifespan(
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.engine = None
+        app.state.engines = {}
         app.state.load_error = None
         tasks = []
         if engine is not None:
             engine.start()
+            app.state.engines = {engine.name: engine}
             app.state.engine = engine
         else:
             # Load in the background so /healthz answers at once and /readyz flips when done.
@@ -93,9 +96,11 @@ def _lifespan(
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
-            if app.state.engine is not None:
-                await app.state.engine.close()
-                app.state.engine = None
+            engines = list(app.state.engines.values())
+            app.state.engine = None
+            app.state.engines = {}
+            for e in engines:
+                await e.close()
 
     return lifespan
 
@@ -104,7 +109,7 @@ def _add_routes(app: FastAPI, settings: Settings) -> None:
     secured = [Depends(require_api_key)]
     app.include_router(health.probes)
     for r in (search.router, classify.router, embed.router, images.router, health.router,
-              writes.router):  # fmt: skip
+              writes.router, indexes.router, knn_service.router):  # fmt: skip
         app.include_router(r, dependencies=secured)
     app.include_router(admin.router)
     static = settings.static_dir or DEFAULT_STATIC
@@ -140,10 +145,11 @@ async def _load(
             import torch
 
             torch.set_num_threads(settings.torch_threads)
-        engine = await asyncio.to_thread(SearchEngine.load, settings, encoder, metrics)
-        engine.start()
-        if settings.warmup:
-            await asyncio.to_thread(engine.warmup)
+        engines = await asyncio.to_thread(load_engines, settings, encoder, metrics)
+        for engine in engines.values():
+            engine.start()
+            if settings.warmup:
+                await asyncio.to_thread(engine.warmup)
     except asyncio.CancelledError:
         raise
     except Exception as e:  # noqa: BLE001 - reported by /readyz, the process stays up
@@ -152,15 +158,18 @@ async def _load(
         if on_load_error is not None:
             on_load_error(str(e))
         return
-    app.state.engine = engine
-    log.info(
-        "ready in %.1fs: model %s (%s backend), index version %s (%d items)",
-        time.perf_counter() - t0,
-        engine.model_spec,
-        engine.backend,
-        engine.version.id,
-        engine.version.count,
-    )
+    app.state.engines = engines
+    app.state.engine = next(iter(engines.values()))  # set last: it is what "ready" means
+    for name, engine in engines.items():
+        log.info(
+            "ready in %.1fs: index %s, model %s (%s backend), version %s (%d items)",
+            time.perf_counter() - t0,
+            name,
+            engine.model_spec,
+            engine.backend,
+            engine.version.id,
+            engine.version.count,
+        )
 
 
 async def _follow_current(app: FastAPI, interval: float) -> None:
@@ -168,20 +177,24 @@ async def _follow_current(app: FastAPI, interval: float) -> None:
     server picks up a newly published index (POST /admin/reload reaches just one of them)."""
     from indexer import live_version
 
-    refused: str | None = None  # a version that failed once is not retried every interval
+    refused: dict[str, str | None] = {}  # a version that failed once is not retried
     while True:
         await asyncio.sleep(interval)
-        engine: SearchEngine | None = app.state.engine
-        if engine is None:
-            continue
-        live = None
-        try:
-            live = await asyncio.to_thread(live_version, engine.index_dir)
-            if live is not None and live not in (engine.version.id, refused):
-                await engine.reload()
-        except Exception as e:  # noqa: BLE001 - keep serving the old version
-            refused = live
-            log.warning("automatic reload failed, still serving %s: %s", engine.version.id, e)
+        engines: dict[str, SearchEngine] = app.state.engines
+        for name, engine in list(engines.items()):
+            live = None
+            try:
+                live = await asyncio.to_thread(live_version, engine.index_dir)
+                if live is not None and live not in (engine.version.id, refused.get(name)):
+                    await engine.reload()
+            except Exception as e:  # noqa: BLE001 - keep serving the old version
+                refused[name] = live
+                log.warning(
+                    "automatic reload of %s failed, still serving %s: %s",
+                    name,
+                    engine.version.id,
+                    e,
+                )
 
 
 def _openapi_from_config(app: FastAPI, settings: Settings) -> None:
@@ -197,7 +210,8 @@ def _openapi_from_config(app: FastAPI, settings: Settings) -> None:
         engine: SearchEngine | None = app.state.engine
         rt = Runtime(settings)
         if engine is not None:
-            rt = Runtime(settings, engine.dim, engine.example_id(), engine.version.has_texts)
+            names = tuple(app.state.engines)
+            rt = Runtime(settings, engine.dim, engine.example_id(), engine.version.has_texts, names)
         spec = document(base(), rt)
         app.openapi_schema = spec if engine is not None else None
         return spec

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
@@ -145,14 +146,15 @@ async def query_vector(
     return normalise(total, "weighted query")
 
 
-def image_hit(item, score: float) -> SearchHit:
+def image_hit(item, score: float, url_query: str = "") -> SearchHit:
+    """A hit on the wire; `url_query` ("?index=name") points its URLs at a non-default index."""
     sid = str(item.id)
     return SearchHit(
         id=sid,
         score=round(float(score), 6),
         path=item.path,
-        url=f"/images/{sid}",
-        thumbnail_url=f"/images/{sid}/thumbnail",
+        url=f"/images/{sid}{url_query}",
+        thumbnail_url=f"/images/{sid}/thumbnail{url_query}",
         caption=item.caption,
         width=item.width,
         height=item.height,
@@ -176,10 +178,66 @@ def page(hits: list, req: SearchRequest) -> tuple[list, int | None]:
     return window, (req.offset + req.k if more and req.offset + req.k <= MAX_OFFSET else None)
 
 
+MAX_FETCH = 20_000  # the most candidates one deduplicated or self-excluding search looks at
+DEDUP_OVERFETCH = 4  # candidates per wanted hit on dedup's first try (then 4× more each time)
+
+
+def named_ids(req: SearchRequest) -> set[int]:
+    """The images a query searches from by id (the image_id form and image_id terms of
+    positive weight; a negative term pushes away, it is no query image): what `exclude_self`
+    leaves out of the hits."""
+    given = [req.image_id] + [t.image_id for t in req.terms or [] if t.weight > 0]
+    return {parse_id(i) for i in given if i is not None}
+
+
+def _vectors_of(version: IndexVersion, hits: list) -> Iterator[np.ndarray | None]:
+    for h in hits:
+        yield version.get_vector(h.item.id)
+
+
+def _distinct(version: IndexVersion, hits: list, threshold: float, want: int) -> list:
+    from indexer.dedup import distinct_hits
+
+    kept, _ = distinct_hits(_vectors_of(version, hits), threshold, want)
+    return [hits[i] for i in kept]
+
+
+async def find_images(
+    engine: SearchEngine,
+    job: SearchJob,
+    *,
+    dedup: float | None = None,
+    exclude: frozenset[int] | set[int] = frozenset(),
+    t: Timings | None = None,
+) -> list:
+    """`job.k` image hits, best first, leaving out the ids in `exclude` and (with `dedup`) any
+    hit whose cosine to a better kept hit is at least `dedup` (stored vectors of the version).
+    Over-fetches: job.k + the excluded with no dedup; with dedup 4× that, then 4× more while
+    there are more candidates and too few kept (at most MAX_FETCH)."""
+    want = job.k
+    fetch = want + len(exclude)
+    if dedup is not None:
+        fetch = min(max(fetch, DEDUP_OVERFETCH * fetch), MAX_FETCH)
+    while True:
+        t0 = time.perf_counter()
+        found = await engine.search_images(dataclasses.replace(job, k=fetch))
+        if t is not None:
+            t.add("search", time.perf_counter() - t0)
+        hits = [h for h in found if h.item.id not in exclude]
+        if dedup is not None:
+            t0 = time.perf_counter()
+            hits = await engine.run_io(_distinct, job.version, hits, dedup, want)
+            if t is not None:
+                t.add("dedup", time.perf_counter() - t0)
+        if len(hits) >= want or len(found) < fetch or fetch >= MAX_FETCH:
+            return hits[:want]
+        fetch = min(fetch * DEDUP_OVERFETCH, MAX_FETCH)
+
+
 async def search(engine: SearchEngine, req: SearchRequest, upload: bytes | None) -> SearchResponse:
     check_where(req.where)
     only_text = req.text is not None and len(req.query_forms()) == 1 and upload is None
-    if only_text and req.target == "images":
+    if only_text and req.target == "images" and req.dedup is None:
         return await text_search(engine, req, req.text or "")
     t = Timings(engine)
     want = req.offset + req.k
@@ -199,9 +257,9 @@ async def search(engine: SearchEngine, req: SearchRequest, upload: bytes | None)
             ]
         else:
             job = SearchJob(version, q, want, req.path_prefix, req.where, req.min_score)
-            with t.stage("search"):
-                found = await engine.search_images(job)
-            hits = [image_hit(h.item, h.score) for h in found]
+            exclude = named_ids(req) if req.exclude_self else set()
+            found = await find_images(engine, job, dedup=req.dedup, exclude=exclude, t=t)
+            hits = [image_hit(h.item, h.score, engine.url_query) for h in found]
         hits, next_offset = page(hits, req)
         return SearchResponse(
             hits=hits, model=engine.model_spec, index_version=version.id, timings_ms=t.done(),
@@ -219,7 +277,8 @@ async def text_search(engine: SearchEngine, req: SearchRequest, text: str) -> Se
         res = await engine.text_search(text, job)
         t.add("encode", res.encode_s)
         t.add("search", res.search_s)
-        hits, next_offset = page([image_hit(h.item, h.score) for h in res.hits or []], req)
+        found = [image_hit(h.item, h.score, engine.url_query) for h in res.hits or []]
+        hits, next_offset = page(found, req)
         return SearchResponse(
             hits=hits, model=engine.model_spec, index_version=version.id, timings_ms=t.done(),
             offset=req.offset, next_offset=next_offset,

@@ -20,6 +20,16 @@ Int = Annotated[int, BeforeValidator(_integral)]
 Vector = Annotated[list[FiniteFloat], Field(min_length=1, max_length=8192)]
 ImageId = Annotated[str, Field(min_length=1, max_length=32, examples=["1234"])]
 
+IndexName = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=64,
+        examples=["photos"],
+        description="which index to use (GET /indexes lists them; default: the first one)",
+    ),
+]
+
 QUERY_FIELDS = ("text", "image_id", "image_b64", "embedding", "terms")
 MAX_OFFSET = 10_000  # paging depth: a page past this is a request for a bigger k, not a page
 
@@ -81,6 +91,20 @@ class SearchRequest(RequestModel):
     where: dict[str, Annotated[str, Field(max_length=1024)]] | None = Field(
         None, max_length=32, description="metadata equality filter on items' extra fields"
     )
+    index: IndexName | None = None
+    dedup: FiniteFloat | None = Field(
+        None,
+        gt=0.0,
+        le=1.0,
+        description="hide near-duplicate images: a hit whose cosine similarity to a better hit "
+        "is at least this is left out, and the next one takes its place (still k hits); not "
+        "applied with target=texts",
+    )
+    exclude_self: bool = Field(
+        True,
+        description="leave out the query's own images: the image_id form and image_id terms "
+        "of positive weight (false keeps them: an image is its own best match)",
+    )
 
     def query_forms(self) -> list[str]:
         return [f for f in QUERY_FIELDS if getattr(self, f) is not None]
@@ -140,6 +164,7 @@ class ClassifyRequest(RequestModel):
     image_b64: str | None = None
     labels: list[str] | str = Field(..., description="a list, or one comma-separated string")
     templates: list[str] | None = Field(None, description="prompt templates with one {}")
+    index: IndexName | None = None
 
 
 class LabelScore(BaseModel):
@@ -172,6 +197,7 @@ class EmbedRequest(RequestModel):
 
     texts: list[str] = []
     images_b64: list[str] = []
+    index: IndexName | None = None
 
 
 class EmbedResponse(BaseModel):
@@ -179,6 +205,46 @@ class EmbedResponse(BaseModel):
     dim: int
     texts: list[list[float]]
     images: list[list[float]]
+
+
+class IndexInfo(BaseModel):
+    name: str
+    default: bool = Field(description="the index a request that names none uses")
+    model: str
+    backend: str
+    dim: int
+    count: int = Field(description="images in the live version")
+    index_version: str
+    has_texts: bool = Field(description="has a text corpus (target=texts, modality=text)")
+    writable: bool
+
+
+class IndexesResponse(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "default": "photos",
+                    "indexes": [
+                        {
+                            "name": "photos",
+                            "default": True,
+                            "model": "starter",
+                            "backend": "torch",
+                            "dim": 512,
+                            "count": 5,
+                            "index_version": "20260101T000000-ab12",
+                            "has_texts": True,
+                            "writable": False,
+                        }
+                    ],
+                }
+            ]
+        }
+    )
+
+    default: str
+    indexes: list[IndexInfo]
 
 
 class ErrorBody(BaseModel):

@@ -48,13 +48,16 @@ def check_index(settings: Settings) -> None:
     """Fail fast on a missing or unpublished index rather than serving 503 forever."""
     from indexer import live_version
 
-    path = settings.index
-    if path is None:
+    indexes = settings.index_map()
+    if not indexes:
         raise ServeError("no index given: pass --index DIR or set CLIPSEARCH_INDEX")
-    if not path.is_dir():
-        raise ServeError(f"{path}: no such index directory")
-    if live_version(path) is None:
-        raise ServeError(f"{path}: no published index version (run `clipsearch index build` first)")
+    for path in indexes.values():
+        if not path.is_dir():
+            raise ServeError(f"{path}: no such index directory")
+        if live_version(path) is None:
+            raise ServeError(
+                f"{path}: no published index version (run `clipsearch index build` first)"
+            )
 
 
 def limit_blas_threads() -> None:
@@ -90,15 +93,13 @@ def _serve_in_process(settings: Settings, encoder: Encoder | None) -> None:
 
 def _serve_workers(settings: Settings) -> None:
     """Several processes: uvicorn imports the app factory in each, so the settings travel in
-    the environment. The model is loaded and checked against the index here first, so a
+    the environment. The models are loaded and checked against the indexes here first, so a
     misconfiguration exits at once instead of every worker answering 503."""
     import uvicorn
 
-    from indexer import encoder_for_index
+    from .engine import load_encoders
 
-    encoder_for_index(
-        settings.index, model=settings.model, device=settings.device, backend=settings.backend
-    )
+    load_encoders(settings)
     os.environ.update(settings.to_env())
     uvicorn.run(
         "app.server:create_app_from_env",

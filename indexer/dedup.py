@@ -6,6 +6,7 @@ components of those pairs."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -149,3 +150,30 @@ def find_duplicates(
     finally:
         if v is not index:
             v.close()
+
+
+def distinct_hits(
+    vectors: Iterable[np.ndarray | None], threshold: float, want: int
+) -> tuple[list[int], int]:
+    """Greedy near-duplicate removal over ranked hits: walk the hits best first and keep one
+    unless its cosine to a hit already kept is at least `threshold`, until `want` are kept.
+    `vectors` yields each hit's unit vector in rank order (None: the item is gone; skipped),
+    lazily, so only the hits looked at are read. → (positions kept, positions looked at)."""
+    kept_pos: list[int] = []
+    kept: np.ndarray | None = None  # (want, d): the kept vectors, filled row by row
+    seen = 0
+    for pos, vec in enumerate(vectors):
+        n = len(kept_pos)
+        if n >= want:
+            break
+        seen = pos + 1
+        if vec is None:
+            continue
+        v = np.asarray(vec, np.float32).reshape(-1)
+        if kept is None:
+            kept = np.empty((want, v.shape[0]), np.float32)
+        elif n and float((kept[:n] @ v).max()) >= threshold:
+            continue
+        kept[n] = v
+        kept_pos.append(pos)
+    return kept_pos, seen

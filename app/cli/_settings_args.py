@@ -29,6 +29,9 @@ def add_settings_args(parser: argparse.ArgumentParser, exclude: frozenset[str] =
         if kind is bool:
             group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
                                help=help_)  # fmt: skip
+        elif kind is list:  # repeatable: --index photos=DIR --index products=DIR2
+            group.add_argument(flag, action="append", default=None, metavar="[NAME=]DIR",
+                               help=help_)  # fmt: skip
         else:
             metavar = None if choices else "DIR" if kind is Path else name.split("_")[-1].upper()
             group.add_argument(flag, type=kind, choices=choices, default=None,
@@ -59,6 +62,10 @@ def _arg_type(annotation: Any) -> tuple[type, tuple[str, ...] | None]:
     """The argparse type (and choices) of a field annotation such as `int | None`."""
     if typing.get_origin(annotation) in (typing.Union, types.UnionType):
         annotation = next(a for a in typing.get_args(annotation) if a is not type(None))
+    if typing.get_origin(annotation) is typing.Annotated:
+        annotation = typing.get_args(annotation)[0]
+    if typing.get_origin(annotation) is list:
+        return list, None
     if typing.get_origin(annotation) is typing.Literal:
         return str, tuple(typing.get_args(annotation))
     if annotation in (bool, int, float, Path):

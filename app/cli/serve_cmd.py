@@ -10,11 +10,14 @@ EPILOG = """examples:
   clipsearch serve --index ./my-index
   clipsearch serve --index ./my-index --host 0.0.0.0 --port 8080 --workers 2
   clipsearch serve --index ./my-index --backend onnx
+  clipsearch serve --index photos=./photos-index --index products=./products-index
+  clipsearch serve --index indices.json          # clip-retrieval's {"name": "folder", …}
   CLIPSEARCH_INDEX=./my-index CLIPSEARCH_API_KEY=secret clipsearch serve
 
 every option can also be set by an environment variable: --max-batch is CLIPSEARCH_MAX_BATCH;
-a flag wins over the variable (docs/api.md lists them all). The process exits non-zero, with the
-reason, when the model or the index cannot be loaded.
+a flag wins over the variable (docs/api.md lists them all). With several indexes the first is the
+default; requests choose another with their `index` field (GET /indexes lists them). The process
+exits non-zero, with the reason, when a model or an index cannot be loaded.
 """
 
 

@@ -28,6 +28,7 @@ from ..schemas import (
     SearchRequest,
 )
 from ..settings import Settings
+from . import knn_service
 
 F32_MAX = float(np.finfo(np.float32).max)
 BINARY = {"type": "string", "format": "binary", "minLength": 1}
@@ -64,6 +65,7 @@ class Runtime:
     dim: int | None = None  # None while the model loads: vectors are described without a length
     image_id: str | None = None  # an id in the live index version, for examples
     has_texts: bool = False
+    indexes: tuple[str, ...] = ()  # the served index names, the default first
 
 
 def tiny_png_b64() -> str:
@@ -78,12 +80,17 @@ def document(spec: dict[str, Any], rt: Runtime) -> dict[str, Any]:
     """Finish FastAPI's generated document for this configuration (in place)."""
     comps = spec.setdefault("components", {}).setdefault("schemas", {})
     comps.update(json_schemas(rt))
+    comps["KnnResult"] = RESULT_SCHEMA
+    comps["KnnMetadata"] = METADATA_SCHEMA
     png = tiny_png_b64()
     for path_item in spec.get("paths", {}).values():
         for op in path_item.values():
             route = op.pop("x-clipsearch-body", None)
             if route is not None:
                 op["requestBody"] = request_body(route, rt, png)
+            knn = op.pop("x-clipsearch-knn-body", None)
+            if knn is not None:
+                op["requestBody"] = knn_request_body(knn, rt)
     _security(spec, rt.settings)
     return spec
 
@@ -198,8 +205,19 @@ def json_schemas(rt: Runtime) -> dict[str, dict[str, Any]]:
     embed["anyOf"] = [
         {"required": [f], "properties": {f: {"minItems": 1}}} for f in ("texts", "images_b64")
     ]
+    for body in (search, classify, embed):
+        body["properties"]["index"] |= _index_enum(rt)
     return {"QueryTerm": term, "SearchRequest": search, "ClassifyRequest": classify,
             "EmbedRequest": embed}  # fmt: skip
+
+
+def _index_enum(rt: Runtime) -> dict[str, Any]:
+    return {"enum": list(rt.indexes)} if rt.indexes else {}
+
+
+def index_field(rt: Runtime) -> dict[str, Any]:
+    return {"type": "string", "minLength": 1, "maxLength": 64,
+            "description": "which index (GET /indexes)"} | _index_enum(rt)  # fmt: skip
 
 
 def labels_string(s: Settings, form: bool = False) -> dict[str, Any]:
@@ -250,6 +268,7 @@ def search_form(rt: Runtime) -> dict[str, Any]:
             "pattern": WHERE_KEY + r"=[\s\S]{0,1024}$",
             "description": f"a metadata filter key=value: -F where=color=red ({REPEAT})",
         },
+        "index": index_field(rt),
     }
     return form(props, ["image"])
 
@@ -265,6 +284,7 @@ def classify_form(rt: Runtime) -> dict[str, Any]:
         "templates": templates(s)["items"] | {
             "description": f'a prompt template with one {{}}: "a photo of {{}}." ({REPEAT})'
         },
+        "index": index_field(rt),
     }  # fmt: skip
     return form(props, ["image", "labels"])
 
@@ -277,6 +297,7 @@ def embed_form(rt: Runtime) -> dict[str, Any]:
                    "description": "repeat the field, one file each"},
         "texts": text(s) | {"allOf": [{"pattern": NOT_JSON}],
                             "description": f"a text to embed ({REPEAT})"},
+        "index": index_field(rt),
     }  # fmt: skip
     out = form(props, [])
     out["anyOf"] = [
@@ -329,6 +350,120 @@ def embed_examples(rt: Runtime, png: str) -> tuple[dict, dict]:
 
 
 EXAMPLES = {"search": search_examples, "classify": classify_examples, "embed": embed_examples}
+
+
+# -- clip-retrieval's back-end API (app/routes/knn_service.py) ---------------------------------
+
+RESULT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["id", "similarity"],
+    "properties": {
+        "id": {"type": "integer"},
+        "similarity": {"type": "number"},
+        "url": {"type": "string"},
+        "image_path": {"type": "string"},
+        "caption": {"type": "string"},
+        "image": {"type": "string", "description": "base64 (with --knn-inline-images)"},
+        "NSFW": {"description": "the item's NSFW metadata, where it has one"},
+    },
+}
+METADATA_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["id", "metadata"],
+    "properties": {
+        "id": {"anyOf": [{"type": "integer"}, {"type": "string"}]},
+        "metadata": {"type": "object", "properties": RESULT_SCHEMA["properties"]},
+    },
+}
+
+
+def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+def knn_schema(rt: Any) -> dict[str, Any]:
+    """/knn-service's body under this configuration (rt: _openapi.Runtime)."""
+    s = rt.settings
+    url_on = bool(s.image_url_host_list())
+    count = {"type": "integer", "minimum": 1, "maximum": knn_service.MAX_RESULTS}
+    flag = {"type": "boolean", "default": False}
+    props: dict[str, Any] = {
+        "text": _nullable({"type": "string", "maxLength": s.max_text_chars}),
+        "image": _nullable({"type": "string", "description": "base64 of the query image"}),
+        "image_url": _nullable({"type": "string", "maxLength": 2048}) if url_on else {
+            "type": "null", "description": "off: start the server with --image-url-hosts"},
+        "embedding_input": _nullable(vector(rt.dim)),
+        "modality": {"type": "string", "enum": ["image", "text"] if rt.has_texts else ["image"],
+                     "default": "image"},
+        "num_images": count | {"default": 100},
+        "num_result_ids": _nullable(count | {"description": "default: num_images"}),
+        "indice_name": _nullable(index_name(rt)),
+        "use_mclip": flag, "deduplicate": flag, "use_safety_model": flag,
+        "use_violence_detector": flag,
+        "aesthetic_score": {"anyOf": [{"type": "integer"}, {"type": "string"}, {"type": "null"}]},
+        "aesthetic_weight": {"anyOf": [{"type": "number"}, {"type": "string"}, {"type": "null"}]},
+    }  # fmt: skip
+    branches = [
+        {"required": ["text"], "properties": {"text": text(s, "the query text")}},
+        {"required": ["image"], "properties": {"image": BASE64}},
+        {"required": ["embedding_input"], "properties": {"embedding_input": vector(rt.dim)}},
+    ]
+    if url_on:
+        branches.append(
+            {"required": ["image_url"], "properties": {"image_url": {"type": "string"}}}
+        )
+    return {"type": "object", "properties": props, "anyOf": branches,
+            "description": "one of text, image, image_url, embedding_input (the first given "
+            "is used); unknown fields are ignored"}  # fmt: skip
+
+
+def index_name(rt: Any) -> dict[str, Any]:
+    names = list(getattr(rt, "indexes", ()) or ())
+    out: dict[str, Any] = {"type": "string", "maxLength": 64,
+                           "description": "the index (\"\" or null: the default)"}  # fmt: skip
+    if names:
+        out["enum"] = ["", *names]
+    return out
+
+
+def metadata_schema(rt: Any) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": ["ids"],
+        "properties": {
+            "ids": {
+                "type": "array",
+                "maxItems": knn_service.MAX_RESULTS,
+                "items": {"anyOf": [{"type": "integer"}, {"type": "string"}]},
+            },
+            "indice_name": _nullable(index_name(rt)),
+        },
+    }
+
+
+def knn_request_body(kind: str, rt: Any) -> dict[str, Any]:
+    default = (list(getattr(rt, "indexes", ()) or ()) or [None])[0]
+    if kind == "knn":
+        schema = knn_schema(rt)
+        examples = {
+            "text": {"text": "a cat", "modality": "image", "num_images": 5,
+                     "indice_name": default, "deduplicate": True},
+        }  # fmt: skip
+        if rt.dim is not None:
+            examples["embedding"] = {"embedding_input": [1.0] + [0.0] * (rt.dim - 1),
+                                     "num_images": 5, "indice_name": default}  # fmt: skip
+    else:
+        schema = metadata_schema(rt)
+        examples = {"ids": {"ids": [0, 1], "indice_name": default}}
+    return {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": schema,
+                "examples": {k: {"value": v} for k, v in examples.items()},
+            }
+        },
+    }
 
 
 # -- security ------------------------------------------------------------------------------------

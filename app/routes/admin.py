@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Query
 
-from ..deps import EngineDep, require_admin_key
+from ..deps import IndexEngineDep, require_admin_key
 from ..schemas import ReloadResponse, error_responses
 
 router = APIRouter(tags=["admin"], dependencies=[Depends(require_admin_key)])
@@ -15,11 +15,11 @@ router = APIRouter(tags=["admin"], dependencies=[Depends(require_admin_key)])
     response_model=ReloadResponse,
     responses={
         403: {"description": "No admin key configured", "model": None},
-        **error_responses(401, 409, 503),
+        **error_responses(401, 404, 409, 503),
     },
 )
 async def reload(
-    engine: EngineDep,
+    engine: IndexEngineDep,
     version: str | None = Query(None, max_length=128, description="default: CURRENT"),
 ) -> ReloadResponse:
     """Open the live index version, check it, and swap it in atomically."""

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 
 from .. import query
 from ..bodies import FormSpec, read_body
-from ..deps import EngineDep
+from ..deps import engine_for
 from ..limits import decode_b64
 from ..schemas import EmbedRequest, EmbedResponse, error_responses
 from ._openapi import body_placeholder
@@ -25,11 +25,12 @@ FORM = FormSpec(
 @router.post(
     "/embed",
     response_model=EmbedResponse,
-    responses=error_responses(401, 413, 415, 422, 503),
+    responses=error_responses(401, 404, 413, 415, 422, 503),
     openapi_extra=body_placeholder("embed"),
 )
-async def embed(request: Request, engine: EngineDep) -> EmbedResponse:
+async def embed(request: Request) -> EmbedResponse:
     """Embed texts and/or images into the model's space (unit vectors)."""
     req, files = await read_body(request, EmbedRequest, FORM)
+    engine = engine_for(request, req.index)
     images = [decode_b64(b, f"images_b64[{i}]") for i, b in enumerate(req.images_b64)] + files
     return await query.embed(engine, req.texts, images)

@@ -23,21 +23,28 @@ async def healthz() -> dict[str, str]:
 
 
 @probes.get("/readyz", responses=error_responses(503))
-async def readyz(engine: EngineDep) -> dict[str, Any]:
-    """Ready: model and index are loaded and warmed up."""
+async def readyz(request: Request, engine: EngineDep) -> dict[str, Any]:
+    """Ready: every index and its model are loaded and warmed up (the fields describe the
+    default index; `indexes` names them all)."""
     return {
         "status": "ready",
         "model": engine.model_spec,
         "backend": engine.backend,
         "index_version": engine.version.id,
         "writable": engine.writable,
+        "index": engine.name,
+        "indexes": list(request.app.state.engines),
     }
 
 
 @router.get("/stats", responses=error_responses(401, 503))
-async def stats(engine: EngineDep) -> dict[str, Any]:
-    """Model, index version, counts, batching and cache statistics."""
-    return engine.stats()
+async def stats(request: Request, engine: EngineDep) -> dict[str, Any]:
+    """Model, index version, counts, batching and cache statistics of the default index, and
+    under `indexes` the same for every index by name."""
+    engines = request.app.state.engines
+    base = engine.stats()
+    every = {name: base if e is engine else e.stats() for name, e in engines.items()}
+    return {**base, "index": engine.name, "indexes": every}
 
 
 @router.get("/metrics", response_class=PlainTextResponse, responses=error_responses(401))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 from fastapi.responses import FileResponse
 
-from ..deps import EngineDep
+from ..deps import IndexEngineDep
 from ..schemas import error_responses
 
 router = APIRouter(tags=["images"])
@@ -16,7 +16,7 @@ THUMB = {200: {"content": {"image/jpeg": {}}, "description": "A JPEG thumbnail"}
 
 @router.get("/images/{image_id}", response_class=FileResponse,
             responses={**IMAGE, **error_responses(401, 404, 503)})  # fmt: skip
-async def image(image_id: str, engine: EngineDep) -> FileResponse:
+async def image(image_id: str, engine: IndexEngineDep) -> FileResponse:
     """The original file of an indexed image."""
     with engine.lease() as version:
         path = await engine.run_io(engine.image_file, version, image_id)
@@ -25,7 +25,7 @@ async def image(image_id: str, engine: EngineDep) -> FileResponse:
 
 @router.get("/images/{image_id}/thumbnail", response_class=Response,
             responses={**THUMB, **error_responses(401, 404, 503)})  # fmt: skip
-async def thumbnail(image_id: str, engine: EngineDep) -> Response:
+async def thumbnail(image_id: str, engine: IndexEngineDep) -> Response:
     """A small JPEG preview of an indexed image."""
     with engine.lease() as version:
         data = await engine.thumbnail(version, image_id)

@@ -16,7 +16,7 @@ from PIL import Image
 from pydantic import BaseModel, Field
 
 from ..bodies import FormSpec, read_body
-from ..deps import EngineDep, SettingsDep
+from ..deps import IndexEngineDep, SettingsDep
 from ..engine import SearchEngine, parse_id
 from ..errors import ApiError
 from ..schemas import ErrorResponse, error_responses
@@ -154,7 +154,7 @@ def _item(item, dup: int | None) -> AddedItem:
 
 @router.post("/images", status_code=201, response_model=AddImagesResponse,
              responses={**FORBIDDEN, **error_responses(401, 404, 413, 415, 422, 503)})  # fmt: skip
-async def add_images(request: Request, engine: EngineDep) -> AddImagesResponse:
+async def add_images(request: Request, engine: IndexEngineDep) -> AddImagesResponse:
     """Add images (multipart `image` files, or JSON `paths` under the corpus root)."""
     req, files = await read_body(request, AddImagesRequest, FORM)
     if engine.live is None:
@@ -181,7 +181,7 @@ async def add_images(request: Request, engine: EngineDep) -> AddImagesResponse:
 
 @router.delete("/images/{image_id}", response_model=DeleteResponse,
                responses={**FORBIDDEN, **error_responses(401, 404, 503)})  # fmt: skip
-async def delete_image(image_id: str, engine: EngineDep) -> DeleteResponse:
+async def delete_image(image_id: str, engine: IndexEngineDep) -> DeleteResponse:
     """Delete an image: it never appears again (also not through /images/{id})."""
     if engine.live is None:
         raise ApiError(403, "writes_disabled", "this server serves no living index")

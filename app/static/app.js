@@ -5,7 +5,19 @@ const K = 24;
 const KEY_STORE = "clipsearch-api-key"; // session storage: gone when the tab closes
 const $ = (id) => document.getElementById(id);
 // `page`: how to fetch the next page of the results on screen (null: no more).
-const state = { hits: new Map(), current: null, info: null, page: null, loadingMore: false };
+// `index`: the chosen index on a server of several (null: the server's default).
+const state = {
+  hits: new Map(), current: null, info: null, page: null, loadingMore: false, index: null,
+};
+
+// The chosen index, as a JSON field, a form field and a query string.
+function withIndex(body) {
+  return state.index ? { ...body, index: state.index } : body;
+}
+
+function indexQuery() {
+  return state.index ? `?index=${encodeURIComponent(state.index)}` : "";
+}
 
 function apiKey() {
   return sessionStorage.getItem(KEY_STORE) || "";
@@ -178,21 +190,22 @@ async function loadMore() {
 
 function searchText(text) {
   $("query-view").hidden = true;
-  return runSearch(`Images for “${text}”`, (offset) => api("/search", { text, k: K, offset }));
+  const body = (offset) => withIndex({ text, k: K, offset });
+  return runSearch(`Images for “${text}”`, (offset) => api("/search", body(offset)));
 }
 
 function searchSimilar(hit) {
   closeDetails();
   $("query-view").hidden = true;
   $("query").value = "";
-  const body = (offset) => ({ image_id: hit.id, k: K, offset });
+  const body = (offset) => withIndex({ image_id: hit.id, k: K, offset });
   return runSearch(`More like ${hit.path}`, (offset) => api("/search", body(offset)));
 }
 
 function imageForm(file, fields) {
   const form = new FormData();
   form.append("image", file);
-  for (const [k, v] of Object.entries(fields)) form.append(k, String(v));
+  for (const [k, v] of Object.entries(withIndex(fields))) form.append(k, String(v));
   return form;
 }
 
@@ -286,6 +299,7 @@ async function classify(ev) {
   const form = new FormData();
   form.append("image", file);
   form.append("labels", $("labels").value);
+  if (state.index) form.append("index", state.index);
   const button = ev.target.querySelector("button");
   button.disabled = true;
   button.textContent = "Classifying…";
@@ -318,7 +332,11 @@ async function classify(ev) {
 
 async function loadStatus() {
   try {
-    const info = await api("/stats");
+    const stats = await api("/stats");
+    const every = stats.indexes || {};
+    showIndexPicker(Object.keys(every), stats.index);
+    // the chosen index's statistics (the top level describes the default index)
+    const info = (state.index && every[state.index]) || stats;
     state.info = info;
     showWrites(Boolean(info.writable));
     $("status").textContent =
@@ -331,6 +349,39 @@ async function loadStatus() {
       $("status").textContent = `not ready: ${err.message}`;
     }
   }
+}
+
+// -- several indexes: a selector, shown only when the server serves more than one -------------
+function showIndexPicker(names, defaultName) {
+  const select = $("index-select");
+  $("index-picker").hidden = names.length < 2;
+  if (names.length < 2) return;
+  if (select.options.length !== names.length) {
+    select.replaceChildren(
+      ...names.map((name) => {
+        const opt = document.createElement("option");
+        opt.value = name;
+        opt.textContent = name === defaultName ? `${name} (default)` : name;
+        return opt;
+      }),
+    );
+  }
+  select.value = state.index || defaultName;
+}
+
+function chooseIndex() {
+  const select = $("index-select");
+  state.index = select.value === select.options[0].value ? null : select.value;
+  state.hits.clear();
+  state.page = null;
+  releaseImages();
+  $("grid").replaceChildren();
+  $("results-title").hidden = true;
+  $("more").hidden = true;
+  $("query-view").hidden = true;
+  loadStatus();
+  const text = $("query").value.trim();
+  if (text) searchText(text);
 }
 
 // -- writes: only shown when the server says it is writable (GET /stats `writable`) ------------
@@ -350,7 +401,7 @@ function errorOf(status, data) {
 function postImages(files, onProgress) {
   return new Promise((resolve, reject) => {
     const xhr = new XMLHttpRequest();
-    xhr.open("POST", "/images");
+    xhr.open("POST", `/images${indexQuery()}`);
     for (const [k, v] of Object.entries(authHeaders())) xhr.setRequestHeader(k, v);
     xhr.responseType = "json";
     xhr.upload.addEventListener("progress", (ev) => {
@@ -410,7 +461,7 @@ async function deleteCurrent() {
   if (!hit || !window.confirm(`Delete ${hit.path} from the index?`)) return;
   closeDetails();
   try {
-    await api(`/images/${encodeURIComponent(hit.id)}`, null, "DELETE");
+    await api(`/images/${encodeURIComponent(hit.id)}${indexQuery()}`, null, "DELETE");
   } catch (err) {
     showMessage(err.message);
     return;
@@ -492,6 +543,7 @@ document.addEventListener("DOMContentLoaded", () => {
   wireDropZone("drop", "file", (files) => searchImage(files[0]));
   wireDropZone("add-drop", "add-files", addImages);
   $("details-delete").addEventListener("click", deleteCurrent);
+  $("index-select").addEventListener("change", chooseIndex);
   wireKey();
   wireMore();
   loadStatus();

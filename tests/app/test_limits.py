@@ -90,7 +90,8 @@ def test_settings_come_from_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("CLIPSEARCH_BATCHING", "false")
     monkeypatch.setenv("CLIPSEARCH_API_KEY", "")
     s = Settings()
-    assert s.index == tmp_path and s.max_body_bytes == 123456 and s.batching is False
+    assert list(s.index_map().values()) == [tmp_path]
+    assert s.max_body_bytes == 123456 and s.batching is False
     assert s.api_key is None
 
 

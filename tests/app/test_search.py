@@ -59,9 +59,12 @@ def test_base64_image_and_stored_image_id_queries(client, photos_dir):
     r = client.post("/search", json={"image_b64": b64, "k": 2})
     assert names(r.json()["hits"])[0] == "rocket"
     rocket = ids_by_name(client)["rocket"]
-    r = client.post("/search", json={"image_id": rocket, "k": 2})
+    r = client.post("/search", json={"image_id": rocket, "k": 2, "exclude_self": False})
     top = r.json()["hits"][0]
     assert top["id"] == rocket and top["score"] == pytest.approx(1.0, abs=1e-4)
+    # By default the query image itself is left out, and k hits still come back.
+    hits = client.post("/search", json={"image_id": rocket, "k": 2}).json()["hits"]
+    assert len(hits) == 2 and rocket not in [h["id"] for h in hits]
 
 
 def test_image_to_text_returns_the_right_caption(client, photos_dir):

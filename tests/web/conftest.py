@@ -50,12 +50,15 @@ def web_index(web_corpus, tmp_path_factory) -> Path:
 WEB_API_KEY = "web-page-key-0123456789"
 
 
-def _serve(index: Path, log: Path, env: dict | None = None):
-    """Start `clipsearch serve` on a free port; yield its URL once ready; stop it after."""
+def _serve(index: Path | list[str], log: Path, env: dict | None = None):
+    """Start `clipsearch serve` on a free port; yield its URL once ready; stop it after.
+    `index`: one folder, or several `--index` values (NAME=DIR)."""
     port = _free_port()
+    given = [str(index)] if isinstance(index, Path) else index
+    flags = [arg for value in given for arg in ("--index", value)]
     with open(log, "w") as fh:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "serve", "--index", str(index),
+            [sys.executable, "-m", "app.cli", "serve", *flags,
              "--host", "127.0.0.1", "--port", str(port)],
             stdout=fh,
             stderr=subprocess.STDOUT,

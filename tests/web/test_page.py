@@ -71,12 +71,15 @@ def test_details_and_more_like_this(page):
     assert "rocket" in page.locator("#details-title").inner_text()
     page.wait_for_function("document.getElementById('details-image').naturalWidth > 0")
     screenshot(page, "details")
+    opened = first_path(page)
     page.click("#details-more")
     page.wait_for_function(
         "document.getElementById('results-title').textContent.startsWith('More')"
     )
     assert not dialog.is_visible()
-    assert first_path(page).endswith("rocket.jpg")
+    # the image itself is left out (exclude_self); the grid is still full
+    paths = [p.get_attribute("title") for p in page.locator("#grid .card .path").all()]
+    assert opened.endswith("rocket.jpg") and opened not in paths and len(paths) == 24
     assert page.console_watch.errors == []
 
 
