@@ -6,9 +6,11 @@ text-like queries (the modality gap: queries sit away from the image cluster).
 
 Phase 1 writes n synthetic fp16 vectors (benchmarks._synthetic.GapSpace) to a temp vectors.npy.
 Phase 2 runs in a fresh process, so its peak RSS (ru_maxrss) is the build's alone: the same
-indexer.faiss_build.build_faiss the indexer uses (factory chosen by size and budget, IVF trained
-on a sample, vectors added in chunks, nprobe/re-rank tuned until recall@10 ≥ 0.95 on half the
-queries, recall reported on the other half). The ratio peak RSS ÷ budget must stay ≤ 1.
+indexer.faiss_build.build_faiss the indexer uses (factory chosen by size and budget: SQ8, SQ4 or
+PQ codes; IVF trained on a sample; the exact ground truth computed before the codes exist;
+vectors added in chunks; freed memory handed back between phases; nprobe/re-rank tuned until
+recall@10 ≥ 0.95 on half the queries, recall reported on the other half). Goal (issue 18): peak
+RSS ÷ budget ≤ 1.1 at 512 MiB and 1 GiB for 1M vectors.
 """
 
 from __future__ import annotations
@@ -122,7 +124,7 @@ def main() -> None:
             ("re-rank candidates", str(res["rerank_k"])),
             ("memory budget", f"{res['memory_budget_bytes'] / mib:.0f} MiB"),
             ("peak RSS of the build", f"{res['peak_rss_bytes'] / mib:.0f} MiB"),
-            ("peak RSS ÷ budget (≤ 1)", f"{res['rss_over_budget']:.3f}"),
+            ("peak RSS ÷ budget (goal ≤ 1.1)", f"{res['rss_over_budget']:.3f}"),
             ("recall@10, text-like queries (≥ 0.95)", f"{res['recall_at_10']:.3f}"),
             ("build time", f"{res['build_seconds']} s"),
         ],

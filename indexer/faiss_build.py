@@ -8,6 +8,10 @@ which sit away from the image cluster (the modality gap) and are the hard case f
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
+import gc
 import logging
 import math
 import os
@@ -21,7 +25,8 @@ from typing import Any
 import faiss
 import numpy as np
 
-from ._search import Searcher, exact_rows
+from ._search import EXACT_CHUNK, Searcher, exact_rows
+from .recall import smallest_rerank_k
 from .store import iter_vector_chunks, read_npy_header
 from .types import RERANK_K
 
@@ -33,7 +38,9 @@ TUNE_MARGIN = 0.02  # tune for target + margin, so the held-out half also clears
 MAX_RERANK_K = 1600
 TRAIN_PER_LIST = 48  # k-means training points per IVF list (FAISS warns below 39)
 ADD_CHUNK = 16_384  # rows per add() call
+BUDGET_ADD_CHUNK = 4096  # … under a memory budget (fp16 read + fp32 + FAISS's residuals: 40 MB)
 MARGIN = 64 << 20  # allocator slack kept free inside the memory budget
+GT_QUERIES = 128  # exact ground truth: queries per pass over the vectors (bounds its buffers)
 _UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
 
@@ -53,6 +60,16 @@ def current_rss() -> int:
 
 
 def peak_rss() -> int:
+    """This process's peak resident set: VmHWM where /proc has it. Not ru_maxrss first: Linux
+    carries the peak of the parent's image over fork + exec, so a build started by a large
+    process reported the parent's peak (measured: 744 MiB for a build that peaked at 516)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
 
 
@@ -62,19 +79,34 @@ def choose_nlist(n: int) -> int:
     return int(min(65_536, max(16, min(nlist, n // TRAIN_PER_LIST))))
 
 
+def build_peak(n: int, dim: int, nlist: int, code_bytes: int, budgeted: bool = True) -> int:
+    """Bytes an IVF build holds at its peak beyond the process's baseline: the largest of its
+    phases, which never overlap (build_faiss frees each one's buffers before the next)."""
+    chunk = BUDGET_ADD_CHUNK if budgeted else ADD_CHUNK
+    train = 2 * min(n, max(nlist * TRAIN_PER_LIST, 10_000)) * dim * 4 + nlist * dim * 4
+    # the exact ground truth runs between the two, alone: a 16k-row fp16 + fp32 block, its
+    # scores, their negation and argpartition's int64 positions
+    truth = EXACT_CHUNK * (dim * 6 + GT_QUERIES * 16)
+    # codes + ids (mapped blocks: little slack) with one add chunk (fp16, fp32, residuals)
+    # or one tuning search (a few MB)
+    filled = n * (code_bytes + 8) * 1.05 + nlist * dim * 4 + max(chunk * dim * 10, 16 << 20)
+    return int(max(train, truth, filled))
+
+
 def choose_factory(n: int, dim: int, memory_budget: int | None = None, baseline: int = 0) -> str:
-    """The cheapest index that fits the budget: Flat if small, else IVF + SQ8, else IVF + PQ."""
+    """The cheapest index that fits the budget: Flat if small, else IVF + SQ8, then IVF + SQ4
+    (4 bits a dimension), then IVF + PQ."""
     avail = math.inf if memory_budget is None else memory_budget - baseline - MARGIN
     chunk_bytes = ADD_CHUNK * dim * 6  # fp16 read + fp32 copy
     if n <= FLAT_MAX and n * (dim * 4 + 8) + chunk_bytes <= avail:
         return "Flat"
     nlist = choose_nlist(n)
-    fixed = min(n, nlist * TRAIN_PER_LIST) * dim * 4 + nlist * dim * 4 + chunk_bytes
-    codes = [("SQ8", dim)] + [(f"PQ{m}", m) for m in (64, 32, 16, 8) if dim % m == 0 and m < dim]
+    codes = [("SQ8", dim), ("SQ4", dim // 2)]
+    codes += [(f"PQ{m}", m) for m in (64, 32, 16, 8) if dim % m == 0 and m < dim // 2]
     for name, code_bytes in codes:
-        if fixed + n * (code_bytes + 8) * 1.1 <= avail:
+        if build_peak(n, dim, nlist, code_bytes, memory_budget is not None) <= avail:
             return f"IVF{nlist},{name}"
-    need = fixed + n * (codes[-1][1] + 8) * 1.1 + baseline + MARGIN
+    need = build_peak(n, dim, nlist, codes[-1][1]) + baseline + MARGIN
     raise ValueError(
         f"a memory budget of {memory_budget / 2**20:.0f} MiB cannot hold an index of {n:,} "
         f"vectors (dim {dim}); at least {need / 2**20:.0f} MiB is needed"
@@ -200,32 +232,81 @@ def build_faiss(
     """
     n = len(ids)
     budget = parse_size(memory_budget)
+    if budget is not None:
+        _fixed_mmap_threshold()
     factory = factory or choose_factory(n, dim, budget, baseline=current_rss())
     index = make_index(factory, dim)
     if not index.is_trained:
         _train(index, vectors_path, n, factory, seed)
-    for start, chunk in _chunks(vectors_path):
+        release_memory()  # the training sample and FAISS's copies of it
+    q = gt = None
+    if factory != "Flat" and n > 0:
+        q = queries() if callable(queries) else queries
+        if q is None or len(q) == 0:
+            raise ValueError("an approximate index needs text queries to measure its recall")
+        q = np.ascontiguousarray(q, dtype=np.float32)
+        # before the codes exist: the exact scan's buffers and the codes never share the budget
+        gt = ids[ground_truth(vectors_path, q, 10)]
+    for start, chunk in _chunks(vectors_path, BUDGET_ADD_CHUNK if budget else ADD_CHUNK):
         index.add_with_ids(chunk, ids[start : start + len(chunk)])
+    release_memory()
     built = BuiltIndex(
         index=index, factory=factory, rerank=needs_rerank(factory), rerank_k=rerank_k
     )
-    if factory == "Flat" or n == 0:
+    if q is None or gt is None:
         built.peak_rss = peak_rss()
         built.recall_at_10 = 1.0 if n else None
         return built  # exact: recall 1 by construction (and nothing to recall when empty)
-    q = queries() if callable(queries) else queries
-    if q is None or len(q) == 0:
-        raise ValueError("an approximate index needs text queries to measure its recall")
-    _tune(built, vectors_path, ids, np.ascontiguousarray(q, dtype=np.float32), recall_target)
+    _tune(built, vectors_path, ids, q, recall_target, gt)
     built.peak_rss = peak_rss()
     return built
 
 
-def _chunks(path: Path):
+def _chunks(path: Path, rows: int = ADD_CHUNK):
     start = 0
-    for chunk in iter_vector_chunks(path, ADD_CHUNK):
+    for chunk in iter_vector_chunks(path, rows):
         yield start, chunk
         start += len(chunk)
+
+
+@functools.cache
+def _libc() -> Any:
+    name = ctypes.util.find_library("c")  # may run ldconfig: once per process
+    try:
+        return ctypes.CDLL(name) if name else None
+    except OSError:
+        return None
+
+
+def release_memory() -> None:
+    """Hand freed heap memory back to the OS (glibc keeps it otherwise, and a build's peak RSS
+    then creeps up phase after phase); a no-op where there is no malloc_trim."""
+    gc.collect()
+    libc = _libc()
+    if libc is not None and hasattr(libc, "malloc_trim"):
+        libc.malloc_trim(0)
+
+
+def _fixed_mmap_threshold(size: int = 256 << 10) -> None:
+    """Under a memory budget: blocks ≥ `size` get their own mapping, returned to the OS when
+    freed. glibc otherwise raises this threshold after the first large free (up to 32 MB), and
+    the chunk, sample and ground-truth buffers then fragment the heap instead."""
+    libc = _libc()
+    if libc is not None and hasattr(libc, "mallopt"):
+        libc.mallopt(-3, size)  # M_MMAP_THRESHOLD (setting it also stops the dynamic raise)
+
+
+def ground_truth(vectors_path: Path, q: np.ndarray, k: int) -> np.ndarray:
+    """Exact top-k rows for `q`, GT_QUERIES at a time: exact_rows's (queries, rows) score block
+    and its sort then stay a few MB whatever the number of queries (one pass over the vectors
+    per block of queries: the same arithmetic, more reads of the file)."""
+    step, reader = GT_QUERIES, PreadRows(vectors_path)
+    try:
+        out = [exact_rows(reader, q[i : i + step], k)[1] for i in range(0, len(q), step)]
+    finally:
+        reader.close()
+    release_memory()
+    return np.concatenate(out) if out else np.zeros((0, k), dtype=np.int64)
 
 
 def _train(index: faiss.Index, vectors_path: Path, n: int, factory: str, seed: int) -> None:
@@ -252,15 +333,21 @@ def _recall(searcher: Searcher, q: np.ndarray, gt: np.ndarray) -> float:
 
 
 def _tune(
-    built: BuiltIndex, vectors_path: Path, ids: np.ndarray, q: np.ndarray, target: float
+    built: BuiltIndex,
+    vectors_path: Path,
+    ids: np.ndarray,
+    q: np.ndarray,
+    target: float,
+    gt: np.ndarray | None = None,
 ) -> None:
     """Raise nprobe/efSearch until recall@10 ≥ target + margin on half of the queries and ≥
     target on the other, held-out half (if even the widest setting falls short, widen the exact
-    re-rank); the recall recorded is the held-out half's."""
+    re-rank); the recall recorded is the held-out half's. gt: (len(q), 10) exact top-10 ids
+    (computed here when not given)."""
+    if gt is None:
+        gt = ids[ground_truth(vectors_path, q, 10)]
     reader = PreadRows(vectors_path)
     try:
-        _, gt_rows = exact_rows(reader, q, 10)
-        gt = ids[gt_rows]
         split = len(q) >= 20
         tune_q, tune_gt = (q[0::2], gt[0::2]) if split else (q, gt)
         test_q, test_gt = (q[1::2], gt[1::2]) if split else (q, gt)
@@ -291,6 +378,10 @@ def _tune(
         while held_out < target and built.rerank and built.rerank_k < MAX_RERANK_K:
             built.rerank_k *= 2  # even the widest setting fell short: re-rank more candidates
             held_out = recall(params, test_q, test_gt)
+        if built.rerank:  # then the smallest re-rank depth that keeps both halves' recall
+            s = searcher_for(built.index, reader, ids, built.factory, built.rerank_k, params)
+            halves = (tune_q, tune_gt), (test_q, test_gt)
+            built.rerank_k = smallest_rerank_k(s, *halves, goal, target)
         built.search_params = params
         built.recall_at_10 = recall(params, test_q, test_gt)
         built.recall_queries = len(test_q)

@@ -26,8 +26,9 @@ def test_choose_factory_by_size_and_budget():
     assert choose_factory(10_000, 512) == "Flat"
     assert choose_factory(1_000_000, 512) == "IVF1024,SQ8"
     assert choose_factory(1_000_000, 512, memory_budget=2 * GiB) == "IVF1024,SQ8"
-    assert choose_factory(1_000_000, 512, memory_budget=512 << 20).startswith("IVF1024,PQ")
-    assert choose_factory(40_000, 512, memory_budget=150 << 20).startswith("IVF256,PQ")
+    assert choose_factory(1_000_000, 512, memory_budget=512 << 20) == "IVF1024,SQ4"
+    assert choose_factory(1_000_000, 512, memory_budget=300 << 20).startswith("IVF1024,PQ")
+    assert choose_factory(40_000, 512, memory_budget=150 << 20) == "IVF256,SQ8"
     with pytest.raises(ValueError, match="cannot hold"):
         choose_factory(100_000_000, 512, memory_budget=256 << 20)
 
