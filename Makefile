@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: install run test test-fast lint format screenshots bench bench-quick clean
+.PHONY: install run test test-fast lint format screenshots bench bench-quick bench-gpu clean
 
 install: $(VENV)/.installed
 
@@ -42,6 +42,11 @@ bench: install
 ## bench-quick: the same suite at small sizes (a few minutes), docs untouched
 bench-quick: install
 	$(BIN)/python -m benchmarks.run_all --quick
+
+## bench-gpu: the GPU check on a CUDA machine (< 8 min): gpu tests, indexer, training, server;
+## writes benchmarks/results/gpu_check.json and the GPU table in docs/benchmarks.md
+bench-gpu: install
+	$(BIN)/python -m benchmarks.gpu_check
 
 ## screenshots: refresh docs/screenshots from the browser tests
 screenshots: install

@@ -30,6 +30,8 @@ from benchmarks.probes import probe_machine
 BENCHMARKS: list[tuple[str, list[str], list[str], int]] = [
     ("encoder", ["--skip-build"], ["--skip-build"], 300),
     ("onnx_backend", [], [], 420),
+    # the default backend (auto) vs --backend torch: encode, index build, server p50/req/s
+    ("default_backend", [], [], 480),
     ("decode", [], [], 300),
     ("indexer", [], [], 420),
     ("search", [], [], 900),  # a first run builds its 1M-vector index (~7 min), cached after
@@ -38,6 +40,11 @@ BENCHMARKS: list[tuple[str, list[str], list[str], int]] = [
     ("service", ["--n", "300000"], [], 600),
     # searches at c=16 while images are uploaded to a writable server (the living index)
     ("live_writes", [], [], 600),
+    # the same ClipClient load against clip-retrieval's back and clipsearch (its own venv,
+    # built once; a first full run also makes a random-weight ViT-B/32 and embeds 100 images)
+    ("clip_retrieval_side_by_side", [], [], 900),
+    # the tiny preset from scratch through the CLI: held-out R@1 within 5 minutes of training
+    ("train_tiny", [], [], 600),
 ]
 DOC_BEGIN, DOC_END = "<!-- suite:begin -->", "<!-- suite:end -->"
 

@@ -19,6 +19,9 @@ class BuildOptions:
     memory_budget: int | str | None = None  # e.g. "2G": caps the FAISS build
     progress: bool = True  # progress bars on stderr
     shard_size: int = DEFAULT_SHARD_SIZE
+    # decode plain JPEGs in one batch on the encoder's device (nvJPEG on CUDA; the workers only
+    # read bytes): faster than CPU workers when a GPU is decode-bound (benchmarks/gpu_check.py)
+    device_decode: bool = False
 
     def __post_init__(self) -> None:
         from .faiss_build import parse_size

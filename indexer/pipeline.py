@@ -21,7 +21,7 @@ from model.preprocess import decode_size
 
 from ._fsutil import exclusive_lock
 from .assemble import TEXT_FILES, Plan, assign_ids, write_version_files
-from .decode import image_loader
+from .decode import DeviceDecoder, image_loader
 from .errors import IndexOpenError
 from .layout import WORK, live_version
 from .live.guard import LIVE_STATE, check_no_live_writes, live_state_file
@@ -365,6 +365,11 @@ def _encode(
         workers,
         pin_memory=enc.device.type == "cuda",
         min_size=decode_min_size(enc),
+        device_decode=(
+            DeviceDecoder(enc.preprocess_config, enc.preprocess, enc.device)
+            if opts.device_decode
+            else None
+        ),
     )
     encoded = 0
     bar = tqdm(

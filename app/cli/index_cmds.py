@@ -119,6 +119,10 @@ def _register_build(isub: argparse._SubParsersAction, name: str, helptext: str) 
         help="cap for the index build, e.g. 2G or 512M",
     )  # fmt: skip
     b.add_argument(
+        "--device-decode", action="store_true",
+        help="decode JPEGs in batches on the model's device (nvJPEG on a GPU; docs/benchmarks.md)",
+    )  # fmt: skip
+    b.add_argument(
         "--shard-size", type=int, default=None, metavar="N",
         help="images per resumable embedding shard (default 2048)",
     )  # fmt: skip
@@ -260,6 +264,7 @@ def _build_options(args: argparse.Namespace):
         "factory": args.factory,
         "memory_budget": args.memory_budget,
         "progress": not args.no_progress,
+        "device_decode": args.device_decode,
     }
     if args.shard_size is not None:
         fields["shard_size"] = args.shard_size

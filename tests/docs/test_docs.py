@@ -115,6 +115,11 @@ NOT_RUNNABLE: dict[str, str] = {
     ".venv/bin/python -m benchmarks.…": "benchmark: minutes of CPU each, and timings are "
     "meaningless on cores shared with the test suite; each module's flags are checked against "
     "its --help",
+    "make bench-gpu": "needs a CUDA GPU (none on the test machines); tests/test_gpu_check.py "
+    "runs the same script's --dry-run",
+    "bash scripts/gpu_check.sh --download": "downloads ~26 MB of wheels into the checkout's .whl/",
+    "OUT=/tmp/gpu-out bash scripts/gpu_check.sh": "needs a CUDA GPU (it checks for one first); "
+    "tests/test_gpu_check.py runs the check's --dry-run",
     "docker …": "no container engine on the test machines (scripts/container_smoke.sh runs the "
     "image and the compose stack with podman, outside the test suite)",
     "podman build …": "builds the image from a local wheelhouse: ~12 min and 7 GB "
