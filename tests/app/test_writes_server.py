@@ -106,7 +106,9 @@ def _stream_writes(c: httpx.Client, expected: dict, counter: list[int], rnd: ran
                 new_id = r.json()["items"][0]["id"]
                 expected[new_id] = op[1]
                 acked = True
-                s = c.post("/search", json={"image_id": new_id, "k": 1}).json()
+                s = c.post(
+                    "/search", json={"image_id": new_id, "k": 1, "exclude_self": False}
+                ).json()
                 assert s["hits"][0]["id"] == new_id  # read your writes
         except httpx.TransportError:
             return None if acked else op[:2]
