@@ -354,35 +354,11 @@ def stage_train(ctx: Context) -> dict[str, Any]:
     }
 
 
-async def _load(url: str, bodies: list[dict], concurrency: int) -> tuple[list[float], float, int]:
-    """`concurrency` keep-alive clients posting /search bodies until all are answered."""
-    from benchmarks.service import Connection
-
-    host, port = url.removeprefix("http://").split(":")
-    latencies: list[float] = []
-    errors = 0
-    it = iter(bodies)
-    conns = [Connection(host, int(port)) for _ in range(concurrency)]
-
-    async def client(conn: Connection) -> None:
-        nonlocal errors
-        for body in it:
-            t0 = time.perf_counter()
-            status, _ = await conn.post_json("/search", body)
-            latencies.append(time.perf_counter() - t0)
-            errors += status != 200
-
-    t0 = time.perf_counter()
-    await asyncio.gather(*(client(c) for c in conns))
-    wall = time.perf_counter() - t0
-    for c in conns:
-        await c.close()
-    return latencies, wall, errors
-
-
 def _rate(url: str, bodies: list[dict], concurrency: int) -> dict[str, Any]:
-    asyncio.run(_load(url, bodies[: concurrency * 2], concurrency))  # warm-up
-    lat, wall, errors = asyncio.run(_load(url, bodies, concurrency))
+    from benchmarks.service import load_bodies
+
+    asyncio.run(load_bodies(url, bodies[: concurrency * 2], concurrency))  # warm-up
+    lat, wall, errors = asyncio.run(load_bodies(url, bodies, concurrency))
     return {
         "queries_per_s": round(len(bodies) / wall, 1),
         "p50_ms": round(1000 * statistics.median(lat), 2),

@@ -223,18 +223,26 @@ class Connection:
 
 
 async def load(url: str, queries: list[str], concurrency: int) -> tuple[list[float], float, int]:
-    """`concurrency` clients each sending one request after another until all are answered."""
+    """`concurrency` clients each sending one text search after another until all are answered."""
+    return await load_bodies(url, [{"text": q, "k": 10} for q in queries], concurrency)
+
+
+async def load_bodies(
+    url: str, bodies: list[dict], concurrency: int
+) -> tuple[list[float], float, int]:
+    """`concurrency` keep-alive clients posting /search bodies until all are answered →
+    (latencies, wall seconds, non-200 answers)."""
     host, port = url.removeprefix("http://").split(":")
     latencies: list[float] = []
     errors = 0
-    it = iter(queries)
+    it = iter(bodies)
     conns = [Connection(host, int(port)) for _ in range(concurrency)]
 
     async def worker(conn: Connection) -> None:
         nonlocal errors
-        for q in it:
+        for body in it:
             t0 = time.perf_counter()
-            status, _ = await conn.post_json("/search", {"text": q, "k": 10})
+            status, _ = await conn.post_json("/search", body)
             latencies.append(time.perf_counter() - t0)
             errors += status != 200
 
