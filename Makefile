@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: install run test test-fast lint format screenshots bench bench-quick bench-gpu clean
+.PHONY: install run test test-fast test-backends lint format screenshots bench bench-quick bench-gpu clean
 
 install: $(VENV)/.installed
 
@@ -26,6 +26,12 @@ test: install lint
 ## test-fast: the quick inner loop (no slow tests)
 test-fast: install
 	$(BIN)/pytest -q -m "not slow" -x
+
+## test-backends: the whole suite again with torch, then with onnx, as the default backend
+## (`make test` runs it with the default, auto); ~1 h on 2 cores
+test-backends: install
+	$(BIN)/pytest -q -ra --default-backend torch
+	$(BIN)/pytest -q -ra --default-backend onnx
 
 lint: install
 	$(BIN)/ruff check .

@@ -22,6 +22,34 @@ os.environ["HF_HUB_CACHE"] = str(REPO / ".pytest_cache" / "hf-hub-empty")
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 
+def pytest_addoption(parser):
+    parser.addoption(
+        "--default-backend",
+        choices=("auto", "torch", "onnx"),
+        default=None,
+        help="run the suite with this encoder backend as the default everywhere: load_encoder, "
+        "the CLI and the server (CLIPSEARCH_BACKEND, inherited by subprocesses); "
+        "`make test-backends` runs the suite once with torch and once with onnx",
+    )
+
+
+def pytest_configure(config):
+    backend = config.getoption("--default-backend")
+    if not backend:
+        return
+    # the CLI and Settings read this variable; in-process callers get the library defaults below
+    os.environ["CLIPSEARCH_BACKEND"] = backend
+    from indexer import resolve
+    from model import loader
+
+    for fn in (loader.load_encoder, resolve.encoder_for_index):
+        fn.__kwdefaults__["backend"] = backend
+
+
+def pytest_report_header(config):
+    return f"default encoder backend: {config.getoption('--default-backend') or 'auto'}"
+
+
 def pytest_collection_modifyitems(config, items):
     if torch.cuda.is_available():
         return

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 from model.backends import BACKENDS, DEFAULT_BACKEND
 from model.default_model import DEFAULT_MODEL
@@ -26,14 +27,30 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     add_backend_arg(p)
 
 
+BACKEND_ENV = "CLIPSEARCH_BACKEND"  # Settings.backend's variable (tests/app check it is)
+
+
+def _backend_name(value: str) -> str:
+    # argparse runs `type` on a string default too, so a bad CLIPSEARCH_BACKEND fails here,
+    # with the same one-line error as a bad --backend
+    if value not in BACKENDS:
+        raise argparse.ArgumentTypeError(
+            f"unknown backend {value!r} (from --backend or {BACKEND_ENV}); choose from "
+            + ", ".join(BACKENDS)
+        )
+    return value
+
+
 def add_backend_arg(p: argparse.ArgumentParser) -> None:
+    # the same variable `serve` reads through Settings, so one setting covers every command
     p.add_argument(
         "--backend",
-        default=DEFAULT_BACKEND,
-        choices=BACKENDS,
-        help="auto (default): ONNX Runtime on a CPU when the export matches PyTorch, else PyTorch; "
-        "torch; onnx (same vectors as torch, CPU); onnx-int8 (int8 weights, a different "
-        "fingerprint); see docs/benchmarks.md",
+        default=os.environ.get(BACKEND_ENV) or DEFAULT_BACKEND,
+        type=_backend_name,
+        metavar="{" + ",".join(BACKENDS) + "}",
+        help=f"auto (default, or ${BACKEND_ENV}): ONNX Runtime on a CPU when the export matches "
+        "PyTorch, else PyTorch; torch; onnx (same vectors as torch, CPU); onnx-int8 (int8 "
+        "weights, a different fingerprint); see docs/benchmarks.md",
     )
 
 
