@@ -25,7 +25,7 @@ from typing import Any
 import faiss
 import numpy as np
 
-from ._search import EXACT_CHUNK, Searcher, exact_rows
+from ._search import EXACT_CHUNK, TUNED_K, Searcher, exact_rows
 from .recall import smallest_rerank_k
 from .store import iter_vector_chunks, read_npy_header
 from .types import RERANK_K
@@ -246,7 +246,7 @@ def build_faiss(
             raise ValueError("an approximate index needs text queries to measure its recall")
         q = np.ascontiguousarray(q, dtype=np.float32)
         # before the codes exist: the exact scan's buffers and the codes never share the budget
-        gt = ids[ground_truth(vectors_path, q, 10)]
+        gt = ids[ground_truth(vectors_path, q, TUNED_K)]
     for start, chunk in _chunks(vectors_path, BUDGET_ADD_CHUNK if budget else ADD_CHUNK):
         index.add_with_ids(chunk, ids[start : start + len(chunk)])
     release_memory()
@@ -345,7 +345,7 @@ def _tune(
     re-rank); the recall recorded is the held-out half's. gt: (len(q), 10) exact top-10 ids
     (computed here when not given)."""
     if gt is None:
-        gt = ids[ground_truth(vectors_path, q, 10)]
+        gt = ids[ground_truth(vectors_path, q, TUNED_K)]
     reader = PreadRows(vectors_path)
     try:
         split = len(q) >= 20

@@ -89,6 +89,25 @@ def test_an_unreachable_goal_keeps_the_depth(tuned):
     assert smallest_rerank_k(s, *halves, goal=0.0, target=0.0) == 10
 
 
+def test_a_larger_k_re_ranks_proportionally_more_candidates(tuned):
+    """The depth is tuned for recall@10; recall@50 keeps up because k=50 re-ranks 5× as many
+    candidates, not just 50 (what a fixed depth below k would give)."""
+    built, vectors, ids, q, _ = tuned
+    s = searcher_for(built.index, vectors, ids, built.factory, 16, built.search_params)
+    assert [s.rerank_depth(k) for k in (1, 10, 11, 50)] == [16, 16, 18, 80]
+    _, rows = exact_rows(vectors, q, 50)
+    truth = ids[rows]
+
+    def recall_at_50(searcher: Searcher) -> float:
+        got = searcher.search(q, 50)
+        return float(np.mean([len({i for i, _ in g} & set(t.tolist())) / 50
+                              for g, t in zip(got, truth, strict=True)]))  # fmt: skip
+
+    bare = searcher_for(built.index, vectors, ids, built.factory, 1, built.search_params)
+    assert bare.rerank_depth(50) == 50
+    assert recall_at_50(s) > recall_at_50(bare)
+
+
 def _ivf_version(index_dir, n: int = 3000):
     """A published IVF16,SQ8 version of GapSpace vectors (ids 0..n-1), tuned with text queries."""
     space = GapSpace(dim=DIM, concepts=60, seed=3)
