@@ -88,8 +88,13 @@ def _run_and_kill(idx: Path, seed: int, during_compaction: bool) -> list[list]:
         if not during_compaction and lines[-1][0] != "open" and time.monotonic() > deadline:
             break
     os.kill(p.pid, signal.SIGKILL)
-    rest, _ = p.communicate(timeout=30)
-    lines += [json.loads(x) for x in rest.splitlines() if x.strip()]  # printed before the kill
+    p.wait(timeout=30)
+    # printed before the kill. Not communicate(timeout=…): it reads the raw pipe and would skip
+    # lines readline() already pulled into p.stdout's buffer (a lost "begin" or "ack" then
+    # looks like an unacknowledged item appearing, or an acknowledged delete coming back)
+    rest = p.stdout.read()
+    p.stdout.close()
+    lines += [json.loads(x) for x in rest.splitlines() if x.strip()]
     assert p.returncode == -signal.SIGKILL, "the writer died on its own"
     return lines
 

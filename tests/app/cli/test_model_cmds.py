@@ -21,7 +21,8 @@ def test_model_starter_out_writes_a_loadable_checkpoint(cli, tmp_path, starter_e
     assert built.dim == 384 and built.fingerprint == starter_encoder.fingerprint
 
 
-def test_model_info_json_names_the_backend(cli, tiny_ckpt_dir):
+def test_model_info_json_names_the_backend(cli, tiny_ckpt_dir, monkeypatch):
+    monkeypatch.delenv("CLIPSEARCH_BACKEND", raising=False)  # the default, auto
     code, stdout, err = cli("model", "info", "--model", tiny_ckpt_dir, "--device", "cpu", "--json")
     assert code == 0, err
     info = json.loads(stdout)
@@ -65,7 +66,7 @@ def test_model_info_offline_hub_id_is_one_line(cli, monkeypatch):
     "argv, message",
     [
         (["model", "info", "--model", "nonsense"], "hf:<hub id"),
-        (["model", "info", "--backend", "tensorrt"], "invalid choice"),
+        (["model", "info", "--backend", "tensorrt"], "unknown backend 'tensorrt'"),
     ],
 )
 def test_model_info_bad_input(cli, argv, message):
@@ -73,9 +74,28 @@ def test_model_info_bad_input(cli, argv, message):
     assert code != 0 and message in err and "Traceback" not in err
 
 
-def test_backend_choices_are_the_model_layers():
+def test_backend_env_sets_every_commands_default(cli, tiny_ckpt_dir, monkeypatch):
+    """CLIPSEARCH_BACKEND, which `serve` reads through Settings, is every command's default too;
+    a bad value is refused like a bad --backend, naming the variable."""
     from app.cli import build_parser
 
+    monkeypatch.setenv("CLIPSEARCH_BACKEND", "torch")
+    parser = build_parser()
+    for argv in (["model", "info"], ["embed"], ["classify", "a.jpg", "--labels", "a,b"],
+                 ["index", "build", "src", "--index", "idx"]):  # fmt: skip
+        assert parser.parse_args(argv).backend == "torch", argv
+    assert parser.parse_args(["model", "info", "--backend", "onnx"]).backend == "onnx"
+    code, stdout, err = cli("model", "info", "--model", tiny_ckpt_dir, "--json")
+    assert code == 0 and json.loads(stdout)["backend"] == "torch", err
+    monkeypatch.setenv("CLIPSEARCH_BACKEND", "tensorrt")
+    code, _, err = cli("model", "info", "--model", tiny_ckpt_dir)
+    assert code == 2 and "unknown backend 'tensorrt'" in err and "CLIPSEARCH_BACKEND" in err
+
+
+def test_backend_choices_are_the_model_layers(monkeypatch):
+    from app.cli import build_parser
+
+    monkeypatch.delenv("CLIPSEARCH_BACKEND", raising=False)
     parser = build_parser()
     assert parser.parse_args(["model", "info"]).backend == "auto"
     for backend in BACKENDS:
