@@ -180,6 +180,8 @@ def _register_ondisk(isub: argparse._SubParsersAction) -> None:
     o.set_defaults(func=cmd_ondisk)
 
 
+STOP_WAIT_S = 2.0  # how long Ctrl-C waits for a compaction in progress
+
 WATCH_EPILOG = """examples:
   clipsearch index watch photos/ --index idx/
   clipsearch index watch photos/ --index idx/ --poll --interval 5   (a network mount)
@@ -338,6 +340,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
         fail(f"{args.folder}: no such folder")
     enc = _index_encoder(args.index, args)
     live = LiveIndex.open(args.index, expected_fingerprint=enc.fingerprint)
+    abandoned = False
     try:
         try:
             watcher = FolderWatcher(live, Path(args.folder), enc)
@@ -354,9 +357,13 @@ def cmd_watch(args: argparse.Namespace) -> int:
             watcher.run(threading.Event(), _report_pass, debounce_s=args.interval,
                         force_polling=args.poll)  # fmt: skip
         finally:
-            compactor.close()
+            # Ctrl-C does not wait for a compaction of a large index to finish
+            abandoned = not compactor.close(timeout=STOP_WAIT_S)
+            if abandoned:
+                info("stopped during a compaction; the next start redoes it (no change is lost)")
     finally:
-        live.close()
+        if not abandoned:  # else the writer lock stays held until this process exits
+            live.close()
     return 0
 
 

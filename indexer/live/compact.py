@@ -143,6 +143,10 @@ class Compactor:
                 self.errors += 1
                 log.exception("compaction failed (the log keeps every change; will retry)")
 
-    def close(self) -> None:
+    def close(self, timeout: float | None = None) -> bool:
+        """Stop looking; wait up to `timeout` s (None: for ever) for a compaction in progress.
+        False: one is still running. It may be abandoned (the process exiting): a compaction
+        writes aside and the log keeps every change, so the next start simply redoes it."""
         self._stop.set()
-        self._thread.join()
+        self._thread.join(timeout)
+        return not self._thread.is_alive()

@@ -192,3 +192,33 @@ def test_a_follower_sees_the_writers_changes_and_compactions(idx):
     finally:
         follower.close()
         writer.close()
+
+
+def test_compactor_close_can_leave_a_running_compaction(idx):
+    """`index watch` stops on Ctrl-C without waiting for a long compaction: close(timeout)
+    answers False while one runs, and the compaction still completes when let go."""
+    import threading
+
+    from indexer.live import CompactOptions, Compactor
+
+    d, _ = idx
+    started, release = threading.Event(), threading.Event()
+
+    def slow_queries() -> np.ndarray:  # an ANN compaction encodes its tuning queries first
+        started.set()
+        release.wait(30)
+        return unit(np.random.default_rng(3), 16)
+
+    live = LiveIndex.open(d)
+    try:
+        live.add(new_image(unit(np.random.default_rng(5), 1)[0], "w"))
+        before = live_version(d)
+        opts = CompactOptions(changes=1, check_s=0.05, factory="IVF2,Flat")
+        compactor = Compactor(live, slow_queries, opts).start()
+        assert started.wait(30), "no compaction started"
+        assert compactor.close(timeout=0.2) is False  # still compacting: not waited for
+        release.set()
+        assert compactor.close() is True
+        assert live_version(d) != before and live.pending() == 0
+    finally:
+        live.close()
