@@ -39,11 +39,26 @@ def pytest_configure(config):
         return
     # the CLI and Settings read this variable; in-process callers get the library defaults below
     os.environ["CLIPSEARCH_BACKEND"] = backend
+    for fn in _backend_defaulting():
+        fn.__kwdefaults__["backend"] = backend
+
+
+def _backend_defaulting() -> list:
+    """The library functions whose `backend` argument defaults to DEFAULT_BACKEND."""
     from indexer import resolve
     from model import loader
 
-    for fn in (loader.load_encoder, resolve.encoder_for_index):
-        fn.__kwdefaults__["backend"] = backend
+    return [loader.load_encoder, resolve.encoder_for_index]
+
+
+@pytest.fixture
+def shipping_default_backend(monkeypatch):
+    """For tests of the default itself (auto): undo a --default-backend run's override."""
+    from model.backends import DEFAULT_BACKEND
+
+    monkeypatch.delenv("CLIPSEARCH_BACKEND", raising=False)
+    for fn in _backend_defaulting():
+        monkeypatch.setitem(fn.__kwdefaults__, "backend", DEFAULT_BACKEND)
 
 
 def pytest_report_header(config):

@@ -19,6 +19,8 @@ import torch
 from torch import nn
 
 pytest.importorskip("onnxruntime")
+# these tests are about the default itself: a `--default-backend torch` run leaves them on auto
+pytestmark = pytest.mark.usefixtures("shipping_default_backend")
 
 from model import ClipsearchError, load_encoder  # noqa: E402
 from model.backends import BACKENDS, DEFAULT_BACKEND  # noqa: E402

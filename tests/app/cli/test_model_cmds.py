@@ -21,8 +21,7 @@ def test_model_starter_out_writes_a_loadable_checkpoint(cli, tmp_path, starter_e
     assert built.dim == 384 and built.fingerprint == starter_encoder.fingerprint
 
 
-def test_model_info_json_names_the_backend(cli, tiny_ckpt_dir, monkeypatch):
-    monkeypatch.delenv("CLIPSEARCH_BACKEND", raising=False)  # the default, auto
+def test_model_info_json_names_the_backend(cli, tiny_ckpt_dir, shipping_default_backend):
     code, stdout, err = cli("model", "info", "--model", tiny_ckpt_dir, "--device", "cpu", "--json")
     assert code == 0, err
     info = json.loads(stdout)
@@ -92,10 +91,9 @@ def test_backend_env_sets_every_commands_default(cli, tiny_ckpt_dir, monkeypatch
     assert code == 2 and "unknown backend 'tensorrt'" in err and "CLIPSEARCH_BACKEND" in err
 
 
-def test_backend_choices_are_the_model_layers(monkeypatch):
+def test_backend_choices_are_the_model_layers(shipping_default_backend):
     from app.cli import build_parser
 
-    monkeypatch.delenv("CLIPSEARCH_BACKEND", raising=False)
     parser = build_parser()
     assert parser.parse_args(["model", "info"]).backend == "auto"
     for backend in BACKENDS:
