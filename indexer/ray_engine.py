@@ -148,13 +148,16 @@ class EncodeActor:
     """Loads the model once per actor and refuses to run if it is not the driver's model (a node
     with other model files would silently mix embedding spaces)."""
 
-    def __init__(self, spec: str, fingerprint: str, device: str, threads: int) -> None:
+    def __init__(
+        self, spec: str, fingerprint: str, device: str, threads: int, backend: str = "auto"
+    ) -> None:
         import torch
 
         from model import load_encoder
 
         torch.set_num_threads(max(1, threads))
-        self.enc = load_encoder(spec, device=device)  # on its own node: the driver's can't travel
+        # on its own node: the driver's encoder can't travel
+        self.enc = load_encoder(spec, device=device, backend=backend)
         if self.enc.fingerprint != fingerprint:
             raise RuntimeError(
                 f"model {spec!r} on this node has fingerprint {self.enc.fingerprint[:12]}…, the "
@@ -248,6 +251,9 @@ def _dataset(enc: Encoder, todo: list[tuple[str, str]], opts: RayOptions, batch_
             "fingerprint": enc.fingerprint,
             "device": "cuda" if gpus else "cpu",
             "threads": int(opts.cpus_per_encoder),
+            # the backend the driver was asked for (auto, torch, onnx: the same vectors); a GPU
+            # worker runs auto, i.e. PyTorch on CUDA
+            "backend": "auto" if gpus else enc.requested_backend or enc.backend,
         },
         batch_size=batch_size,
         compute=ray.data.ActorPoolStrategy(size=n_actors),

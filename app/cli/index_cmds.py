@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from indexer.types import MAX_K  # a plain constant: loads neither torch nor faiss
+from model.backends import INT8_BACKENDS
 
 from . import interop_cmds
 from ._output import emit_json, fail, info, out
@@ -287,10 +288,10 @@ def cmd_build(args: argparse.Namespace) -> int:
         fail(f"{args.source}: no such folder or manifest")
     if args.ray_address and args.engine != "ray":
         fail("--ray-address needs --engine ray")
-    if args.engine == "ray" and args.backend not in ("auto", "torch"):
+    if args.engine == "ray" and args.backend in INT8_BACKENDS:
         fail(
-            f"--backend {args.backend} applies to the local engine; Ray workers choose their own "
-            "backend (auto); drop --backend or pass --backend torch"
+            f"--backend {args.backend} applies to the local engine (its vectors differ, and GPU "
+            "workers cannot run it); use --backend auto, torch or onnx with --engine ray"
         )
     if args.mode == "update" and args.model is None and live_version(args.index):
         enc = _index_encoder(args.index, args)
