@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -329,8 +331,6 @@ def _ray_runner(args: argparse.Namespace):
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
-    import threading
-
     from indexer.live import CompactOptions, Compactor, LiveIndex, compact
     from indexer.live.watch import FolderWatcher
     from indexer.recall import recall_queries
@@ -354,9 +354,11 @@ def cmd_watch(args: argparse.Namespace) -> int:
             return 0
         compactor = Compactor(live, queries, CompactOptions()).start()
         info(f"watching {args.folder} (Ctrl-C to stop)")
+        stop = threading.Event()
         try:
-            watcher.run(threading.Event(), _report_pass, debounce_s=args.interval,
-                        force_polling=args.poll)  # fmt: skip
+            with _stop_on_signals(stop):
+                watcher.run(stop, _report_pass, debounce_s=args.interval,
+                            force_polling=args.poll)  # fmt: skip
         finally:
             # Ctrl-C does not wait for a compaction of a large index to finish
             abandoned = not compactor.close(timeout=STOP_WAIT_S)
@@ -365,7 +367,28 @@ def cmd_watch(args: argparse.Namespace) -> int:
     finally:
         if not abandoned:  # else the writer lock stays held until this process exits
             live.close()
+    if stop.is_set():
+        fail("interrupted", code=130)
     return 0
+
+
+@contextlib.contextmanager
+def _stop_on_signals(stop: threading.Event):
+    """Ctrl-C or SIGTERM set `stop`: the watcher finishes the file in hand and returns, instead
+    of a KeyboardInterrupt landing anywhere (inside a lock, a log write, a native call). A
+    second Ctrl-C interrupts at once."""
+    import signal
+
+    def on_signal(signum, frame) -> None:
+        stop.set()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 def _report_pass(rep) -> None:

@@ -60,6 +60,7 @@ class FolderWatcher:
             raise ValueError(f"{folder} is not this index's corpus root ({live.base.root})")
         self.live, self.root, self.encoder = live, root, encoder
         self._known: dict[str, tuple[int, int, str]] = {}  # path → size, mtime_ns, sha256
+        self._stop = threading.Event()  # run()'s: a pass stops between two files once it is set
 
     def sync(self) -> SyncReport:
         scan = scan_folder(self.root, exclude=[self.live.index_dir])
@@ -70,6 +71,8 @@ class FolderWatcher:
         gone = {sha: (p, i) for p, (i, sha) in indexed.items() if p not in present}
         rep = SyncReport()
         for e in entries:
+            if self._stop.is_set():  # each write is durable; the next pass does the rest
+                return rep
             have = indexed.get(e.rel)
             if have is not None and have[1] == e.sha256:
                 continue
@@ -116,6 +119,7 @@ class FolderWatcher:
 
         if debounce_s <= 0:
             raise ValueError("debounce_s must be more than 0")
+        self._stop = stop
         ms = max(1, int(debounce_s * 1000))
         changes = watch(
             self.root,

@@ -4,6 +4,7 @@ folder are followed into the index, ids kept across edits and moves."""
 from __future__ import annotations
 
 import shutil
+import subprocess
 
 import pytest
 
@@ -99,5 +100,12 @@ def test_watch_keeps_following_until_stopped(tmp_path, photos_dir, starter_encod
         follower.close()
     finally:
         proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=60)
-    assert "added 1" in proc.stderr.read()
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            err = proc.stderr.read()[-3000:]
+            raise AssertionError(f"Ctrl-C did not stop the watcher: {err}") from None
+    assert proc.returncode == 130
+    err = proc.stderr.read()
+    assert "added 1" in err and err.rstrip().endswith("interrupted")
