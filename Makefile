@@ -28,7 +28,7 @@ test-fast: install
 	$(BIN)/pytest -q -m "not slow" -x
 
 ## test-backends: the whole suite again with torch, then with onnx, as the default backend
-## (`make test` runs it with the default, auto); ~1 h on 2 cores
+## (`make test` runs it with the default, auto); 35–45 min each on 2 cores
 test-backends: install
 	$(BIN)/pytest -q -ra --default-backend torch
 	$(BIN)/pytest -q -ra --default-backend onnx
