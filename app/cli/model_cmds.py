@@ -27,7 +27,9 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     add_backend_arg(p)
 
 
-BACKEND_ENV = "CLIPSEARCH_BACKEND"  # Settings.backend's variable (tests/app check it is)
+# Settings.backend's variable (not imported from app.settings: --help stays free of pydantic;
+# tests/app/cli/test_model_cmds.py checks the two agree)
+BACKEND_ENV = "CLIPSEARCH_BACKEND"
 
 
 def _backend_name(value: str) -> str:

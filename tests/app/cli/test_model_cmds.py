@@ -77,8 +77,12 @@ def test_backend_env_sets_every_commands_default(cli, tiny_ckpt_dir, monkeypatch
     """CLIPSEARCH_BACKEND, which `serve` reads through Settings, is every command's default too;
     a bad value is refused like a bad --backend, naming the variable."""
     from app.cli import build_parser
+    from app.cli.model_cmds import BACKEND_ENV
+    from app.settings import ENV_PREFIX, Settings
 
+    assert BACKEND_ENV == ENV_PREFIX + "BACKEND" and "backend" in Settings.model_fields
     monkeypatch.setenv("CLIPSEARCH_BACKEND", "torch")
+    assert Settings().backend == "torch"  # the server reads the same variable
     parser = build_parser()
     for argv in (["model", "info"], ["embed"], ["classify", "a.jpg", "--labels", "a,b"],
                  ["index", "build", "src", "--index", "idx"]):  # fmt: skip
